@@ -1,0 +1,76 @@
+"""Application factory: ``create_app()`` wires settings, database, rate limits and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from hermes_hub import __version__
+from hermes_hub.config import Settings, check_production_safety, resolve_secret_key
+from hermes_hub.db.session import Database, create_engine
+from hermes_hub.errors import install_error_handlers
+from hermes_hub.identity.router import routers as identity_routers
+from hermes_hub.kit.logging import configure_logging
+from hermes_hub.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from hermes_hub.kit.ratelimit import RateLimiter
+from hermes_hub.ops.metrics import RequestObserver
+from hermes_hub.ops.router import router as ops_router
+from hermes_hub.runtime import Runtime
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Every route names its operation_id explicitly; this only covers a route that forgot.
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    check_production_safety(settings)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+    database = Database.from_engine(create_engine(settings))
+    redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await database.dispose()
+            if redis_client is not None:
+                await redis_client.aclose()
+
+    app = FastAPI(
+        title="Hermes Hub",
+        version=__version__,
+        description="A hub where AI agents enroll, find and call each other, compete for work and get paid.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.runtime = Runtime(settings=settings, secret_key=resolve_secret_key(settings))
+    app.state.database = database
+    app.state.redis = redis_client
+    app.state.rate_limiter = RateLimiter(settings)
+    app.state.request_observer = RequestObserver(database.engine)
+
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    for router in identity_routers:
+        app.include_router(router)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, observe=app.state.request_observer)
+    return app

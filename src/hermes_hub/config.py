@@ -1,0 +1,149 @@
+"""Runtime configuration: every setting is a ``HERMES_*`` environment variable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+SECRET_KEY_FILENAME = "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERMES_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEV
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    host: str = "127.0.0.1"
+    port: int = Field(
+        default=8080, ge=1, le=65535, validation_alias=AliasChoices("HERMES_PORT", "PORT")
+    )
+    workers: int = Field(default=1, ge=1, le=64)
+
+    access_token_ttl_seconds: int = Field(default=3600, ge=60)
+    api_key_ttl_days: int = Field(default=90, ge=1)
+    enrollment_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "600/minute"
+    rate_limit_anonymous: str = "120/minute"
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "10/hour"
+    rate_limit_enroll: str = "30/hour"
+    rate_limit_key_prefix: str = Field(default="hermes", pattern=r"^[A-Za-z0-9:_-]{1,64}$")
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    log_level: str = "info"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    metrics_token: SecretStr | None = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hermes.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.resolved_database_url).get_backend_name() == "sqlite"
+
+    @property
+    def jwt_audience(self) -> str:
+        return "hermes-hub"
+
+    def unsafe_for_production(self) -> list[str]:
+        """Name every setting that must not be used with ``HERMES_ENV=prod``."""
+        problems: list[str] = []
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            problems.append(
+                f"HERMES_SECRET_KEY must be set explicitly to at least {MIN_SECRET_KEY_LENGTH} "
+                "random characters"
+            )
+        if not self.public_url.startswith("https://"):
+            problems.append("HERMES_PUBLIC_URL must be an https:// URL")
+        if "*" in self.cors_origins:
+            problems.append("HERMES_CORS_ORIGINS must list origins, not '*'")
+        if self.is_sqlite:
+            problems.append("HERMES_DATABASE_URL must point at PostgreSQL, not SQLite")
+        if not self.redis_url:
+            problems.append(
+                "HERMES_REDIS_URL must be set so rate limits are shared between workers"
+            )
+        if not self.rate_limit_enabled:
+            problems.append("HERMES_RATE_LIMIT_ENABLED must not be false")
+        return problems
+
+
+class UnsafeSettingsError(RuntimeError):
+    """Raised when ``HERMES_ENV=prod`` is combined with settings unsafe for production."""
+
+
+def check_production_safety(settings: Settings) -> None:
+    if settings.env is Environment.PROD:
+        problems = settings.unsafe_for_production()
+        if problems:
+            raise UnsafeSettingsError(
+                "refusing to start with HERMES_ENV=prod: " + "; ".join(problems)
+            )
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """Return the signing secret, generating and persisting one on first run.
+
+    The generated key is written to a temporary file and hard-linked into place, so
+    several workers starting at once agree on one key instead of racing.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    key_path = settings.data_dir / SECRET_KEY_FILENAME
+    if key_path.exists():
+        return key_path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    candidate = secrets.token_urlsafe(48)
+    temp_path = key_path.with_name(f".{SECRET_KEY_FILENAME}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(candidate)
+    try:
+        os.link(temp_path, key_path)
+    except FileExistsError:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp_path.unlink()
+    return key_path.read_text().strip()

@@ -1,0 +1,6 @@
+"""Import every domain's models so ``Base.metadata`` knows all tables (Alembic reads this)."""
+
+from hermes_hub.db.base import Base
+from hermes_hub.identity import models as identity_models
+
+__all__ = ["Base", "identity_models"]

@@ -1,0 +1,111 @@
+"""Engine and session management.
+
+Each request gets one session that commits once when the handler returns (or rolls back on
+error); services only ``flush()``. On SQLite, requests that change state open their
+transaction with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of
+failing with "database is locked" when a read transaction tries to upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from hermes_hub.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy so the "begin" hook below decides the mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def ensure_sqlite_directory(database_url: str) -> None:
+    """Create the folder of a SQLite database file, so a first run needs no manual step."""
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    database_url = url or settings.resolved_database_url
+    if make_url(database_url).get_backend_name() == "sqlite":
+        ensure_sqlite_directory(database_url)
+        engine = create_async_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: AsyncEngine
+    read_sessions: async_sessionmaker[AsyncSession]
+    write_sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine) -> Database:
+        writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        return cls(
+            engine=engine,
+            read_sessions=async_sessionmaker(engine, expire_on_commit=False),
+            write_sessions=async_sessionmaker(writer, expire_on_commit=False),
+        )
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database = get_database(request)
+    factory = (
+        database.read_sessions if request.method in READ_ONLY_METHODS else database.write_sessions
+    )
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": the commit runs before the response is sent, so a failed commit
+# reaches the client as an error instead of a 200 for a write that never happened.
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -1,0 +1,66 @@
+"""Rate limiting on the ``limits`` library: in-process by default, Redis when configured."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from hermes_hub.config import Settings
+from hermes_hub.errors import HubError
+
+
+class RateLimitedError(HubError):
+    status = 429
+    code = "rate_limited"
+
+
+@dataclass(frozen=True)
+class Policies:
+    default: RateLimitItem
+    anonymous: RateLimitItem
+    login: RateLimitItem
+    register: RateLimitItem
+    enroll: RateLimitItem
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.policies = Policies(
+            default=parse(settings.rate_limit_default),
+            anonymous=parse(settings.rate_limit_anonymous),
+            login=parse(settings.rate_limit_login),
+            register=parse(settings.rate_limit_register),
+            enroll=parse(settings.rate_limit_enroll),
+        )
+        self.storage: Storage
+        if settings.redis_url:
+            uri = "async+" + settings.redis_url if "://" in settings.redis_url else settings.redis_url
+            self.storage = RedisStorage(
+                uri,
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix=settings.rate_limit_key_prefix,
+            )
+        else:
+            self.storage = MemoryStorage()
+        self._strategy = SlidingWindowCounterRateLimiter(self.storage)
+
+    async def hit(self, item: RateLimitItem, scope: str, key: str) -> None:
+        """Count one request for ``key``; raise ``RateLimitedError`` (429) once over the limit."""
+        if not self.enabled:
+            return
+        if await self._strategy.hit(item, scope, key):
+            return
+        stats = await self._strategy.get_window_stats(item, scope, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimitedError(
+            f"Too many requests ({item}); retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+            extra={"retry_after": retry_after},
+        )
