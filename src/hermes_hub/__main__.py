@@ -1,3 +1,3 @@
-from hermes_hub.cli.main import app
+from hermes_hub.cli.main import main
 
-app(prog_name="hermes")
+main()

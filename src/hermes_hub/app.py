@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = Runtime(settings=settings, secret_key=resolve_secret_key(settings))
     app.state.database = database
     app.state.redis = redis_client
-    app.state.rate_limiter = RateLimiter(settings)
+    app.state.rate_limiter = RateLimiter(settings, redis_client=redis_client)
     app.state.request_observer = RequestObserver(database.engine)
 
     install_error_handlers(app)

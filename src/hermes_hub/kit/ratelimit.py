@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import Redis
 
 from hermes_hub.config import Settings
 from hermes_hub.errors import HubError
@@ -29,7 +30,7 @@ class Policies:
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, redis_client: Redis | None = None) -> None:
         self.enabled = settings.rate_limit_enabled
         self.policies = Policies(
             default=parse(settings.rate_limit_default),
@@ -39,13 +40,14 @@ class RateLimiter:
             enroll=parse(settings.rate_limit_enroll),
         )
         self.storage: Storage
-        if settings.redis_url:
-            uri = "async+" + settings.redis_url if "://" in settings.redis_url else settings.redis_url
+        if redis_client is not None:
+            # Share the app's connection pool, so closing the app closes these connections too.
             self.storage = RedisStorage(
-                uri,
+                "async+redis://",
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix=settings.rate_limit_key_prefix,
+                connection_pool=redis_client.connection_pool,
             )
         else:
             self.storage = MemoryStorage()
