@@ -29,7 +29,7 @@ from hermes_hub.db.registry import Base
 PG_URL = os.environ.get("HERMES_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("HERMES_TEST_REDIS_URL")
 REQUIRE_SERVICES = os.environ.get("HERMES_TEST_REQUIRE_SERVICES") == "1"
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-every-hmac-0123456789abcdef"
 GENEROUS_LIMIT = "100000/minute"
 
 
