@@ -168,6 +168,15 @@ def test_admin_create_reads_password_from_environment(
     assert asyncio.run(_me(sqlite_url, data_dir, ADMIN_EMAIL, password))["role"] == "admin"
 
 
+def test_admin_create_prompts_for_the_password_without_echoing_it(
+    cli: CliRunnerInvoke, migrated_sqlite: Path
+) -> None:
+    result = cli("admin", "create", "--email", ADMIN_EMAIL, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert PASSWORD not in result.output
+    assert sqlite_emails(migrated_sqlite) == {ADMIN_EMAIL}
+
+
 # --- keys ---------------------------------------------------------------------------------
 
 
@@ -345,7 +354,9 @@ def test_serve_banner_lines_are_not_hard_wrapped(live_hub: LiveHub) -> None:
     assert any(live_hub.url in line and "database: sqlite" in line for line in lines), lines
 
 
-def test_agents_enroll_against_live_server(live_hub: LiveHub, tmp_path: Path) -> None:
+def test_agents_enroll_against_live_server(
+    cli: CliRunnerInvoke, live_hub: LiveHub, tmp_path: Path
+) -> None:
     email = "journey@example.com"
     key_path = tmp_path / "agent.pem"
     with httpx.Client(base_url=live_hub.url, timeout=10) as http:
@@ -355,11 +366,7 @@ def test_agents_enroll_against_live_server(live_hub: LiveHub, tmp_path: Path) ->
         assert logged_in.status_code == 200, logged_in.text
         token = logged_in.json()["access_token"]
 
-        generated = run_hermes(
-            "keys", "generate", "--out", str(key_path), "--json", env=live_hub.env
-        )
-        assert generated.returncode == 0, generated.stderr
-        public = json.loads(generated.stdout)["public_key"]
+        public = _generate(cli, key_path)
 
         enrolled = run_hermes(
             "agents", "enroll",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -47,7 +46,3 @@ def _read_revision(connection: Connection) -> str | None:
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as connection:
         return await connection.run_sync(_read_revision)
-
-
-def current_revision_sync(engine: AsyncEngine) -> str | None:
-    return asyncio.run(current_revision(engine))

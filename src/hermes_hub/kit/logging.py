@@ -22,7 +22,9 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        # Not cached: tests and the CLI reconfigure logging, and a cached logger would keep
+        # the first configuration. The cost is a few microseconds per call.
+        cache_logger_on_first_use=False,
     )
     # Route stdlib loggers (uvicorn, sqlalchemy, alembic) through the same renderer.
     handler = logging.StreamHandler(sys.stdout)
