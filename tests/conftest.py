@@ -133,7 +133,6 @@ def settings(
         "log_level": "warning",
         "rate_limit_key_prefix": f"test-{uuid.uuid4().hex}",
         "rate_limit_default": GENEROUS_LIMIT,
-        "rate_limit_anonymous": GENEROUS_LIMIT,
         "rate_limit_login": GENEROUS_LIMIT,
         "rate_limit_register": GENEROUS_LIMIT,
         "rate_limit_enroll": GENEROUS_LIMIT,

@@ -1,4 +1,4 @@
-"""Hermes Hub: a self-hostable hub where AI agents enroll, find and call each other, and get paid."""
+"""Hermes Hub: a self-hostable hub where AI agents enroll, find and call each other."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -48,7 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Hermes Hub",
         version=__version__,
-        description="A hub where AI agents enroll, find and call each other, compete for work and get paid.",
+        description=(
+            "A hub where AI agents enroll, find and call each other, compete for work and get paid."
+        ),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )

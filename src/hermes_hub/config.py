@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-SECRET_KEY_FILENAME = "secret_key"
+SECRET_KEY_FILENAME = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_KEY_LENGTH = 32
 
 
@@ -47,7 +47,6 @@ class Settings(BaseSettings):
 
     rate_limit_enabled: bool = True
     rate_limit_default: str = "600/minute"
-    rate_limit_anonymous: str = "120/minute"
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "10/hour"
     rate_limit_enroll: str = "30/hour"

@@ -138,7 +138,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             status=422,
             code="validation_error",
-            detail=f"The request is malformed: {summary}" if summary else "The request is malformed.",
+            detail=f"The request is malformed: {summary}"
+            if summary
+            else "The request is malformed.",
             instance=request.url.path,
             extra={"errors": errors},
         )
@@ -168,15 +170,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
-            if not exc.connection_invalidated:
-                logger.error("database_error", error=repr(exc))
-                return problem_response(
-                    status=500,
-                    code="internal_error",
-                    detail="The database rejected the request; nothing was changed.",
-                    instance=request.url.path,
-                )
+        if (
+            isinstance(exc, DBAPIError)
+            and not isinstance(exc, OperationalError | InterfaceError)
+            and not exc.connection_invalidated
+        ):
+            logger.error("database_error", error=repr(exc))
+            return problem_response(
+                status=500,
+                code="internal_error",
+                detail="The database rejected the request; nothing was changed.",
+                instance=request.url.path,
+            )
         logger.warning("database_unavailable", error=repr(exc))
         return problem_response(
             status=503,

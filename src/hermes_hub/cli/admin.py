@@ -18,8 +18,13 @@ app = typer.Typer(help="Administration of the hub.", no_args_is_help=True)
 def create(
     email: str = typer.Option(..., "--email", help="The admin's email address."),
     password: str = typer.Option(
-        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True,
-        envvar="HERMES_ADMIN_PASSWORD", help="Omit to be prompted; or set HERMES_ADMIN_PASSWORD.",
+        ...,
+        "--password",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        envvar="HERMES_ADMIN_PASSWORD",
+        help="Omit to be prompted; or set HERMES_ADMIN_PASSWORD.",
     ),
     as_json: bool = JsonOption,
 ) -> None:

@@ -19,13 +19,18 @@ def enroll(
     name: str = typer.Option(..., "--name", help="Display name of the agent."),
     key: Path = typer.Option(..., "--key", "-k", help="The agent's private key file (PEM)."),
     token: str = typer.Option(
-        ..., "--token", envvar="HERMES_TOKEN", help="Your user access token (from /api/v1/auth/login)."
+        ...,
+        "--token",
+        envvar="HERMES_TOKEN",
+        help="Your user access token (from /api/v1/auth/login).",
     ),
     hub: str = typer.Option(
         "http://127.0.0.1:8080", "--hub", envvar="HERMES_HUB_URL", help="The hub's base URL."
     ),
     description: str = typer.Option("", "--description"),
-    capability: list[str] = typer.Option([], "--capability", "-c", help="Repeat for each capability."),
+    capability: list[str] = typer.Option(
+        [], "--capability", "-c", help="Repeat for each capability."
+    ),
     endpoint_url: str | None = typer.Option(None, "--endpoint-url"),
     organization_id: str | None = typer.Option(None, "--org"),
     as_json: bool = JsonOption,

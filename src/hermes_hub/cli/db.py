@@ -21,7 +21,9 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
 
 @app.command("downgrade")
-def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base.")) -> None:
+def downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base."),
+) -> None:
     """Revert migrations down to REVISION."""
     url = database_url(load_settings())
     migrate.downgrade(url, revision)

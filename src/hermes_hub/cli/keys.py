@@ -29,7 +29,9 @@ def _load(path: Path) -> Ed25519PrivateKey:
 
 @app.command("generate")
 def generate(
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the private key (mode 0600)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Where to write the private key (mode 0600)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a key pair: the private key goes to a file, the public key is printed."""
@@ -62,4 +64,3 @@ def sign(
     """Sign the UTF-8 bytes of MESSAGE; print the base64 signature."""
     signature = sign_b64(_load(key), message)
     emit({"signature": signature}, as_json=as_json, human=signature)
-

@@ -19,7 +19,12 @@ from hermes_hub import __version__
 from hermes_hub.cli import admin, agents, db, keys
 from hermes_hub.cli.common import database_url, load_settings
 from hermes_hub.cli.output import CliError, JsonOption, emit, error_console
-from hermes_hub.config import Settings, UnsafeSettingsError, check_production_safety, resolve_secret_key
+from hermes_hub.config import (
+    Settings,
+    UnsafeSettingsError,
+    check_production_safety,
+    resolve_secret_key,
+)
 from hermes_hub.db import migrate
 from hermes_hub.db.session import create_engine
 from hermes_hub.identity.models import User, UserRole
@@ -61,7 +66,9 @@ async def _preflight(settings: Settings) -> bool:
             )
         async with engine.connect() as connection:
             has_admin = (
-                await connection.execute(select(User.id).where(User.role == UserRole.ADMIN.value).limit(1))
+                await connection.execute(
+                    select(User.id).where(User.role == UserRole.ADMIN.value).limit(1)
+                )
             ).first() is not None
     finally:
         await engine.dispose()
@@ -82,7 +89,9 @@ async def _preflight(settings: Settings) -> bool:
 def serve(
     host: str | None = typer.Option(None, "--host", help="Bind address [HERMES_HOST, 127.0.0.1]."),
     port: int | None = typer.Option(None, "--port", help="Port [HERMES_PORT or PORT, 8080]."),
-    workers: int | None = typer.Option(None, "--workers", min=1, max=64, help="Worker processes [1]."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="Worker processes [1]."
+    ),
 ) -> None:
     """Start the hub's HTTP server."""
     # Workers rebuild settings from the environment, so command-line choices go there too.
@@ -99,7 +108,8 @@ def serve(
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     url = f"http://{settings.host}:{settings.port}"
-    error_console.print(f"Hermes Hub {__version__} on {url}  (database: {_describe_database(database_url(settings))})")
+    database = _describe_database(database_url(settings))
+    error_console.print(f"Hermes Hub {__version__} on {url}  (database: {database})")
     error_console.print(f"API docs: {url}/docs   health: {url}/healthz")
     if not has_admin:
         error_console.print(
@@ -132,10 +142,16 @@ def restore(
 ) -> None:
     """Replace the database's contents with a backup. Stop the hub first."""
     url = database_url(load_settings())
-    if not yes and not typer.confirm(f"Replace everything in {_describe_database(url)} with {path}?"):
+    if not yes and not typer.confirm(
+        f"Replace everything in {_describe_database(url)} with {path}?"
+    ):
         raise CliError("restore cancelled")
     backups.restore(url, path)
-    emit({}, as_json=False, human=f"restored {path}; run 'hermes db upgrade' if it predates this version")
+    emit(
+        {},
+        as_json=False,
+        human=f"restored {path}; run 'hermes db upgrade' if it predates this version",
+    )
 
 
 def main() -> None:

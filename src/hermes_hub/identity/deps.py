@@ -38,13 +38,17 @@ async def _principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise AuthenticationError("Send 'Authorization: Bearer <token>' with a user token or agent API key.")
+        raise AuthenticationError(
+            "Send 'Authorization: Bearer <token>' with a user token or agent API key."
+        )
     token = credentials.credentials
     now = utcnow()
     if tokens.looks_like_api_key(token):
         found = await service.authenticate_api_key(session, token=token, now=now)
         if found is None:
-            raise AuthenticationError("The API key is unknown, revoked or expired.", code="invalid_api_key")
+            raise AuthenticationError(
+                "The API key is unknown, revoked or expired.", code="invalid_api_key"
+            )
         agent, key = found
         if service.needs_last_used_update(key, now):
             if request.method in READ_ONLY_METHODS:
@@ -64,10 +68,14 @@ async def _principal(
                 audience=runtime.settings.jwt_audience,
             )
         except tokens.InvalidTokenError as exc:
-            raise AuthenticationError("The access token is invalid or expired.", code="invalid_token") from exc
+            raise AuthenticationError(
+                "The access token is invalid or expired.", code="invalid_token"
+            ) from exc
         user = await service.get_active_user(session, claims.user_id)
         if user is None:
-            raise AuthenticationError("The access token is invalid or expired.", code="invalid_token")
+            raise AuthenticationError(
+                "The access token is invalid or expired.", code="invalid_token"
+            )
         principal = Principal(user=user)
     limiter = _limiter(request)
     await limiter.hit(limiter.policies.default, "principal", principal.rate_limit_key)
@@ -80,13 +88,19 @@ CurrentPrincipal = Annotated[Principal, Depends(_principal)]
 
 async def _user(principal: CurrentPrincipal) -> User:
     if principal.user is None:
-        raise HubError("This endpoint is for users; agents cannot call it.", status=403, code="user_required")
+        raise HubError(
+            "This endpoint is for users; agents cannot call it.", status=403, code="user_required"
+        )
     return principal.user
 
 
 async def _agent(principal: CurrentPrincipal) -> Agent:
     if principal.agent is None:
-        raise HubError("This endpoint is for agents; authenticate with an agent API key.", status=403, code="agent_required")
+        raise HubError(
+            "This endpoint is for agents; authenticate with an agent API key.",
+            status=403,
+            code="agent_required",
+        )
     return principal.agent
 
 
@@ -101,7 +115,9 @@ CurrentAgent = Annotated[Agent, Depends(_agent)]
 AdminUser = Annotated[User, Depends(require_admin)]
 
 
-def limit_by_ip(choose: Callable[[Policies], RateLimitItem], scope: str) -> Callable[[Request], Awaitable[None]]:
+def limit_by_ip(
+    choose: Callable[[Policies], RateLimitItem], scope: str
+) -> Callable[[Request], Awaitable[None]]:
     """A dependency counting anonymous requests per client IP under a named policy."""
 
     async def _check(request: Request) -> None:

@@ -121,6 +121,4 @@ class Enrollment(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
-    agent_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("agents.id", ondelete="SET NULL")
-    )
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))

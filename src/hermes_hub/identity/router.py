@@ -18,7 +18,7 @@ from hermes_hub.identity.deps import (
     limit_by_ip,
     require_admin,
 )
-from hermes_hub.identity.models import OrgMembership, OrgRole, Organization
+from hermes_hub.identity.models import Organization, OrgMembership, OrgRole
 from hermes_hub.identity.schemas import (
     AgentPrivate,
     AgentPublic,
@@ -54,7 +54,9 @@ users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
 agents_router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 orgs_router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 # Router-level guard: any route added here is admin-only even if its handler forgets to ask.
-admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+admin_router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)]
+)
 
 
 # ---- auth ----
@@ -78,7 +80,9 @@ async def register_user(body: RegisterRequest, session: DbSession) -> UserOut:
     operation_id="login",
     dependencies=[Depends(limit_by_ip(lambda p: p.login, "login"))],
 )
-async def login(body: LoginRequest, request: Request, session: DbSession, runtime: RuntimeDep) -> TokenResponse:
+async def login(
+    body: LoginRequest, request: Request, session: DbSession, runtime: RuntimeDep
+) -> TokenResponse:
     # Also limit per account, so guessing one password from many addresses is throttled too.
     limiter = request.app.state.rate_limiter
     await limiter.hit(limiter.policies.login, "login-account", service.normalize_email(body.email))
@@ -125,7 +129,9 @@ async def start_agent_enrollment(
         ttl=timedelta(seconds=runtime.settings.enrollment_challenge_ttl_seconds),
     )
     return EnrollmentChallenge(
-        enrollment_id=enrollment.id, challenge=enrollment.challenge, expires_at=enrollment.expires_at
+        enrollment_id=enrollment.id,
+        challenge=enrollment.challenge,
+        expires_at=enrollment.expires_at,
     )
 
 
@@ -158,11 +164,18 @@ async def complete_agent_enrollment(
 
 
 @agents_router.get("", response_model=Page[AgentPrivate], operation_id="list_my_agents")
-async def list_my_agents(owner: CurrentUser, session: DbSession, paging: Paging) -> Page[AgentPrivate]:
+async def list_my_agents(
+    owner: CurrentUser, session: DbSession, paging: Paging
+) -> Page[AgentPrivate]:
     agents, total = await service.list_owned_agents(
         session, owner=owner, limit=paging.limit, offset=paging.offset
     )
-    return Page(items=[agent_private(a) for a in agents], limit=paging.limit, offset=paging.offset, total=total)
+    return Page(
+        items=[agent_private(a) for a in agents],
+        limit=paging.limit,
+        offset=paging.offset,
+        total=total,
+    )
 
 
 @agents_router.get("/me", response_model=AgentPrivate, operation_id="get_current_agent")
@@ -174,7 +187,10 @@ async def get_current_agent(agent: CurrentAgent) -> AgentPrivate:
     "/{agent_id}",
     response_model=AgentPrivate | AgentPublic,
     operation_id="get_agent",
-    description="Public fields for anyone authenticated; all fields for the owner, the agent, org members and admins.",
+    description=(
+        "Public fields for anyone authenticated; all fields for the owner, the agent itself, "
+        "members of its organization and admins."
+    ),
 )
 async def get_agent(
     agent_id: uuid.UUID, viewer: CurrentPrincipal, session: DbSession
@@ -188,13 +204,21 @@ async def update_agent(
     agent_id: uuid.UUID, body: AgentUpdate, owner: CurrentUser, session: DbSession
 ) -> AgentPrivate:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
-    return agent_private(await service.update_agent(session, agent=agent, changes=body, now=utcnow()))
+    return agent_private(
+        await service.update_agent(session, agent=agent, changes=body, now=utcnow())
+    )
 
 
-@agents_router.get("/{agent_id}/keys", response_model=list[ApiKeyOut], operation_id="list_agent_keys")
-async def list_agent_keys(agent_id: uuid.UUID, owner: CurrentUser, session: DbSession) -> list[ApiKeyOut]:
+@agents_router.get(
+    "/{agent_id}/keys", response_model=list[ApiKeyOut], operation_id="list_agent_keys"
+)
+async def list_agent_keys(
+    agent_id: uuid.UUID, owner: CurrentUser, session: DbSession
+) -> list[ApiKeyOut]:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
-    return [ApiKeyOut.model_validate(key) for key in await service.list_api_keys(session, agent=agent)]
+    return [
+        ApiKeyOut.model_validate(key) for key in await service.list_api_keys(session, agent=agent)
+    ]
 
 
 @agents_router.post(
@@ -202,7 +226,10 @@ async def list_agent_keys(agent_id: uuid.UUID, owner: CurrentUser, session: DbSe
     status_code=status.HTTP_201_CREATED,
     response_model=IssuedApiKey,
     operation_id="create_agent_key",
-    description="Issue a new API key. With revoke_existing=true this is a rotation: all other keys are revoked at once.",
+    description=(
+        "Issue a new API key. With revoke_existing=true this is a rotation: "
+        "all other keys of the agent are revoked in the same transaction."
+    ),
 )
 async def create_agent_key(
     agent_id: uuid.UUID,
@@ -219,22 +246,30 @@ async def create_agent_key(
         ttl=timedelta(days=runtime.settings.api_key_ttl_days),
         revoke_existing=body.revoke_existing if body else False,
     )
-    return IssuedApiKey(**ApiKeyOut.model_validate(issued.record).model_dump(), api_key=issued.token)
+    return IssuedApiKey(
+        **ApiKeyOut.model_validate(issued.record).model_dump(), api_key=issued.token
+    )
 
 
-@agents_router.delete("/{agent_id}/keys/{key_id}", response_model=ApiKeyOut, operation_id="revoke_agent_key")
+@agents_router.delete(
+    "/{agent_id}/keys/{key_id}", response_model=ApiKeyOut, operation_id="revoke_agent_key"
+)
 async def revoke_agent_key(
     agent_id: uuid.UUID, key_id: uuid.UUID, owner: CurrentUser, session: DbSession
 ) -> ApiKeyOut:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
-    return ApiKeyOut.model_validate(await service.revoke_api_key(session, agent=agent, key_id=key_id, now=utcnow()))
+    return ApiKeyOut.model_validate(
+        await service.revoke_api_key(session, agent=agent, key_id=key_id, now=utcnow())
+    )
 
 
 # ---- organizations ----
 
 
 def _org_out(org: Organization, role: str) -> OrgOut:
-    return OrgOut(id=org.id, name=org.name, slug=org.slug, created_at=org.created_at, role=OrgRole(role))
+    return OrgOut(
+        id=org.id, name=org.name, slug=org.slug, created_at=org.created_at, role=OrgRole(role)
+    )
 
 
 def _member_out(membership: OrgMembership, email: str) -> MemberOut:
@@ -246,7 +281,12 @@ def _member_out(membership: OrgMembership, email: str) -> MemberOut:
     )
 
 
-@orgs_router.post("", status_code=status.HTTP_201_CREATED, response_model=OrgOut, operation_id="create_organization")
+@orgs_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrgOut,
+    operation_id="create_organization",
+)
 async def create_organization(body: OrgCreate, user: CurrentUser, session: DbSession) -> OrgOut:
     org = await service.create_organization(session, creator=user, name=body.name, slug=body.slug)
     return _org_out(org, OrgRole.OWNER.value)
@@ -254,7 +294,9 @@ async def create_organization(body: OrgCreate, user: CurrentUser, session: DbSes
 
 @orgs_router.get("", response_model=list[OrgOut], operation_id="list_my_organizations")
 async def list_my_organizations(user: CurrentUser, session: DbSession) -> list[OrgOut]:
-    return [_org_out(org, role) for org, role in await service.list_my_organizations(session, user=user)]
+    return [
+        _org_out(org, role) for org, role in await service.list_my_organizations(session, user=user)
+    ]
 
 
 @orgs_router.get("/{org_id}", response_model=OrgOut, operation_id="get_organization")
@@ -263,9 +305,16 @@ async def get_organization(org_id: uuid.UUID, user: CurrentUser, session: DbSess
     return _org_out(org, role)
 
 
-@orgs_router.get("/{org_id}/members", response_model=list[MemberOut], operation_id="list_organization_members")
-async def list_organization_members(org_id: uuid.UUID, user: CurrentUser, session: DbSession) -> list[MemberOut]:
-    return [_member_out(m, email) for m, email in await service.list_members(session, org_id=org_id, user=user)]
+@orgs_router.get(
+    "/{org_id}/members", response_model=list[MemberOut], operation_id="list_organization_members"
+)
+async def list_organization_members(
+    org_id: uuid.UUID, user: CurrentUser, session: DbSession
+) -> list[MemberOut]:
+    return [
+        _member_out(m, email)
+        for m, email in await service.list_members(session, org_id=org_id, user=user)
+    ]
 
 
 @orgs_router.post(
@@ -296,14 +345,21 @@ async def remove_organization_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@orgs_router.get("/{org_id}/agents", response_model=Page[AgentPrivate], operation_id="list_organization_agents")
+@orgs_router.get(
+    "/{org_id}/agents", response_model=Page[AgentPrivate], operation_id="list_organization_agents"
+)
 async def list_organization_agents(
     org_id: uuid.UUID, user: CurrentUser, session: DbSession, paging: Paging
 ) -> Page[AgentPrivate]:
     agents, total = await service.list_org_agents(
         session, org_id=org_id, user=user, limit=paging.limit, offset=paging.offset
     )
-    return Page(items=[agent_private(a) for a in agents], limit=paging.limit, offset=paging.offset, total=total)
+    return Page(
+        items=[agent_private(a) for a in agents],
+        limit=paging.limit,
+        offset=paging.offset,
+        total=total,
+    )
 
 
 @orgs_router.put(
@@ -315,7 +371,9 @@ async def list_organization_agents(
 async def assign_agent_to_organization(
     org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession
 ) -> AgentPrivate:
-    return agent_private(await service.assign_agent(session, org_id=org_id, actor=user, agent_id=agent_id))
+    return agent_private(
+        await service.assign_agent(session, org_id=org_id, actor=user, agent_id=agent_id)
+    )
 
 
 @orgs_router.delete(
@@ -326,7 +384,9 @@ async def assign_agent_to_organization(
 async def remove_agent_from_organization(
     org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession
 ) -> AgentPrivate:
-    return agent_private(await service.unassign_agent(session, org_id=org_id, actor=user, agent_id=agent_id))
+    return agent_private(
+        await service.unassign_agent(session, org_id=org_id, actor=user, agent_id=agent_id)
+    )
 
 
 # ---- administration ----
@@ -336,7 +396,10 @@ async def remove_agent_from_organization(
 async def admin_list_users(admin: AdminUser, session: DbSession, paging: Paging) -> Page[UserOut]:
     users, total = await service.list_users(session, limit=paging.limit, offset=paging.offset)
     return Page(
-        items=[UserOut.model_validate(u) for u in users], limit=paging.limit, offset=paging.offset, total=total
+        items=[UserOut.model_validate(u) for u in users],
+        limit=paging.limit,
+        offset=paging.offset,
+        total=total,
     )
 
 

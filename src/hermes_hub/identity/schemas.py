@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from hermes_hub.identity.models import Agent, AgentStatus, OrgRole, UserRole
-from hermes_hub.kit.money import DEFAULT_CURRENCY, credits_to_units, units_to_credits
+from hermes_hub.kit.money import credits_to_units, units_to_credits
 from hermes_hub.kit.text import clean_text
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -67,7 +67,9 @@ Capability = Annotated[
 Capabilities = Annotated[list[Capability], Field(max_length=64), AfterValidator(_dedupe)]
 EndpointUrl = Annotated[str, Field(max_length=2048), AfterValidator(_endpoint_url)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
-Slug = Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")]
+Slug = Annotated[
+    str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
+]
 Credits = Annotated[
     Decimal,
     PlainSerializer(lambda value: float(value), return_type=float, when_used="json"),
@@ -89,7 +91,7 @@ class LoginRequest(InputModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
     expires_in: int
 
 
@@ -111,7 +113,7 @@ class UserAdminUpdate(InputModel):
 
 class Pricing(InputModel):
     base_price: Credits = Field(ge=0, le=1_000_000_000)
-    currency: Literal["CRD"] = DEFAULT_CURRENCY
+    currency: Literal["CRD"] = "CRD"
 
     @field_validator("base_price")
     @classmethod

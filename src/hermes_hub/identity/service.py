@@ -30,9 +30,9 @@ from hermes_hub.identity.models import (
     AgentApiKey,
     AgentStatus,
     Enrollment,
+    Organization,
     OrgMembership,
     OrgRole,
-    Organization,
     User,
     UserRole,
 )
@@ -81,21 +81,32 @@ async def get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User | N
     return user if user is not None and user.is_active else None
 
 
-async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+async def list_users(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[Sequence[User], int]:
     total = await session.scalar(select(func.count()).select_from(User)) or 0
-    users = await session.scalars(select(User).order_by(User.created_at, User.id).limit(limit).offset(offset))
+    users = await session.scalars(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
     return users.all(), total
 
 
 async def update_user(
-    session: AsyncSession, *, actor: User, user_id: uuid.UUID, role: UserRole | None, is_active: bool | None
+    session: AsyncSession,
+    *,
+    actor: User,
+    user_id: uuid.UUID,
+    role: UserRole | None,
+    is_active: bool | None,
 ) -> User:
     """Admin change of a user's role or active flag. An admin cannot demote or disable themself."""
     user = await session.get(User, user_id)
     if user is None:
         raise HubError("No such user.", status=404, code="user_not_found")
     if user.id == actor.id and (role not in (None, UserRole.ADMIN) or is_active is False):
-        raise ConflictError("Admins cannot demote or deactivate themselves.", code="cannot_modify_self")
+        raise ConflictError(
+            "Admins cannot demote or deactivate themselves.", code="cannot_modify_self"
+        )
     if role is not None:
         user.role = role.value
     if is_active is not None:
@@ -113,7 +124,9 @@ class IssuedKey:
     token: str
 
 
-async def _issue_api_key(session: AsyncSession, *, agent_id: uuid.UUID, now: datetime, ttl: timedelta) -> IssuedKey:
+async def _issue_api_key(
+    session: AsyncSession, *, agent_id: uuid.UUID, now: datetime, ttl: timedelta
+) -> IssuedKey:
     generated = tokens.generate_api_key()
     record = AgentApiKey(
         agent_id=agent_id,
@@ -151,12 +164,16 @@ def needs_last_used_update(key: AgentApiKey, now: datetime) -> bool:
 
 
 async def touch_api_key(session: AsyncSession, *, key_id: uuid.UUID, now: datetime) -> None:
-    await session.execute(update(AgentApiKey).where(AgentApiKey.id == key_id).values(last_used_at=now))
+    await session.execute(
+        update(AgentApiKey).where(AgentApiKey.id == key_id).values(last_used_at=now)
+    )
 
 
 async def list_api_keys(session: AsyncSession, *, agent: Agent) -> Sequence[AgentApiKey]:
     result = await session.scalars(
-        select(AgentApiKey).where(AgentApiKey.agent_id == agent.id).order_by(AgentApiKey.created_at.desc())
+        select(AgentApiKey)
+        .where(AgentApiKey.agent_id == agent.id)
+        .order_by(AgentApiKey.created_at.desc())
     )
     return result.all()
 
@@ -183,13 +200,16 @@ async def create_api_key(
         )
         if (active or 0) >= MAX_ACTIVE_KEYS_PER_AGENT:
             raise ConflictError(
-                f"An agent may hold at most {MAX_ACTIVE_KEYS_PER_AGENT} live keys; revoke one first.",
+                f"An agent may hold at most {MAX_ACTIVE_KEYS_PER_AGENT} live keys; "
+                "revoke one first.",
                 code="too_many_keys",
             )
     return await _issue_api_key(session, agent_id=agent.id, now=now, ttl=ttl)
 
 
-async def revoke_api_key(session: AsyncSession, *, agent: Agent, key_id: uuid.UUID, now: datetime) -> AgentApiKey:
+async def revoke_api_key(
+    session: AsyncSession, *, agent: Agent, key_id: uuid.UUID, now: datetime
+) -> AgentApiKey:
     key = await session.scalar(
         select(AgentApiKey).where(AgentApiKey.id == key_id, AgentApiKey.agent_id == agent.id)
     )
@@ -216,7 +236,9 @@ async def start_enrollment(
     public_key = crypto.parse_public_key(request.public_key)
     await _ensure_key_unused(session, public_key)
     if request.organization_id is not None:
-        await _require_org_role(session, org_id=request.organization_id, user_id=owner.id, roles=ORG_MANAGER_ROLES)
+        await _require_org_role(
+            session, org_id=request.organization_id, user_id=owner.id, roles=ORG_MANAGER_ROLES
+        )
     enrollment = Enrollment(
         owner_id=owner.id,
         organization_id=request.organization_id,
@@ -237,7 +259,9 @@ async def start_enrollment(
 
 async def _ensure_key_unused(session: AsyncSession, public_key: str) -> None:
     if await session.scalar(select(Agent.id).where(Agent.public_key == public_key)) is not None:
-        raise ConflictError("This public key already belongs to an enrolled agent.", code="public_key_in_use")
+        raise ConflictError(
+            "This public key already belongs to an enrolled agent.", code="public_key_in_use"
+        )
 
 
 @dataclass(frozen=True)
@@ -247,7 +271,12 @@ class EnrolledAgent:
 
 
 async def complete_enrollment(
-    session: AsyncSession, *, enrollment_id: uuid.UUID, signature: str, now: datetime, key_ttl: timedelta
+    session: AsyncSession,
+    *,
+    enrollment_id: uuid.UUID,
+    signature: str,
+    now: datetime,
+    key_ttl: timedelta,
 ) -> EnrolledAgent:
     """Verify the signed challenge, create the agent and its first API key.
 
@@ -258,10 +287,17 @@ async def complete_enrollment(
     if enrollment is None:
         raise EnrollmentNotFoundError("No such enrollment.")
     if enrollment.completed_at is not None:
-        raise ConflictError("This challenge was already used; start a new enrollment.", code="challenge_already_used")
+        raise ConflictError(
+            "This challenge was already used; start a new enrollment.",
+            code="challenge_already_used",
+        )
     if enrollment.expires_at <= now:
-        raise ConflictError("This challenge has expired; start a new enrollment.", code="challenge_expired")
-    crypto.verify_signature(public_key=enrollment.public_key, message=enrollment.challenge, signature=signature)
+        raise ConflictError(
+            "This challenge has expired; start a new enrollment.", code="challenge_expired"
+        )
+    crypto.verify_signature(
+        public_key=enrollment.public_key, message=enrollment.challenge, signature=signature
+    )
     await _ensure_key_unused(session, enrollment.public_key)
     agent = Agent(
         owner_id=enrollment.owner_id,
@@ -302,12 +338,16 @@ async def can_view_private(session: AsyncSession, *, agent: Agent, viewer: Princ
         return False
     if agent.owner_id == viewer.user.id:
         return True
-    return agent.organization_id is not None and (
-        await _org_role(session, org_id=agent.organization_id, user_id=viewer.user.id)
-    ) is not None
+    return (
+        agent.organization_id is not None
+        and (await _org_role(session, org_id=agent.organization_id, user_id=viewer.user.id))
+        is not None
+    )
 
 
-async def get_visible_agent(session: AsyncSession, *, agent_id: uuid.UUID, viewer: Principal) -> tuple[Agent, bool]:
+async def get_visible_agent(
+    session: AsyncSession, *, agent_id: uuid.UUID, viewer: Principal
+) -> tuple[Agent, bool]:
     """Return the agent and whether the viewer may see its private fields.
 
     Private agents are 404 to everyone without that right.
@@ -334,14 +374,27 @@ async def list_owned_agents(
     condition = Agent.owner_id == owner.id
     total = await session.scalar(select(func.count()).select_from(Agent).where(condition)) or 0
     agents = await session.scalars(
-        select(Agent).where(condition).order_by(Agent.created_at, Agent.id).limit(limit).offset(offset)
+        select(Agent)
+        .where(condition)
+        .order_by(Agent.created_at, Agent.id)
+        .limit(limit)
+        .offset(offset)
     )
     return agents.all(), total
 
 
-async def update_agent(session: AsyncSession, *, agent: Agent, changes: AgentUpdate, now: datetime) -> Agent:
+async def update_agent(
+    session: AsyncSession, *, agent: Agent, changes: AgentUpdate, now: datetime
+) -> Agent:
     fields = changes.model_dump(exclude_unset=True)
-    simple = {"name", "description", "capabilities", "endpoint_url", "is_public", "max_calls_per_hour"}
+    simple = {
+        "name",
+        "description",
+        "capabilities",
+        "endpoint_url",
+        "is_public",
+        "max_calls_per_hour",
+    }
     for name in simple & fields.keys():
         setattr(agent, name, fields[name])
     if "status" in fields:
@@ -362,7 +415,11 @@ async def update_agent(session: AsyncSession, *, agent: Agent, changes: AgentUpd
 
 
 async def _require_org_role(
-    session: AsyncSession, *, org_id: uuid.UUID, user_id: uuid.UUID, roles: frozenset[str] | None = None
+    session: AsyncSession,
+    *,
+    org_id: uuid.UUID,
+    user_id: uuid.UUID,
+    roles: frozenset[str] | None = None,
 ) -> str:
     """Return the user's role in the org; non-members get 404, members lacking ``roles`` 403."""
     role = await _org_role(session, org_id=org_id, user_id=user_id)
@@ -377,7 +434,9 @@ async def _require_org_role(
     return role
 
 
-async def create_organization(session: AsyncSession, *, creator: User, name: str, slug: str) -> Organization:
+async def create_organization(
+    session: AsyncSession, *, creator: User, name: str, slug: str
+) -> Organization:
     if await session.scalar(select(Organization.id).where(Organization.slug == slug)) is not None:
         raise ConflictError("An organization with this slug already exists.", code="slug_taken")
     org = Organization(name=name, slug=slug, created_by_id=creator.id)
@@ -388,7 +447,9 @@ async def create_organization(session: AsyncSession, *, creator: User, name: str
     return org
 
 
-async def list_my_organizations(session: AsyncSession, *, user: User) -> Sequence[tuple[Organization, str]]:
+async def list_my_organizations(
+    session: AsyncSession, *, user: User
+) -> Sequence[tuple[Organization, str]]:
     rows = await session.execute(
         select(Organization, OrgMembership.role)
         .join(OrgMembership, OrgMembership.organization_id == Organization.id)
@@ -398,7 +459,9 @@ async def list_my_organizations(session: AsyncSession, *, user: User) -> Sequenc
     return [(org, role) for org, role in rows.all()]
 
 
-async def get_organization(session: AsyncSession, *, org_id: uuid.UUID, user: User) -> tuple[Organization, str]:
+async def get_organization(
+    session: AsyncSession, *, org_id: uuid.UUID, user: User
+) -> tuple[Organization, str]:
     role = await _require_org_role(session, org_id=org_id, user_id=user.id)
     org = await session.get(Organization, org_id)
     if org is None:
@@ -423,7 +486,9 @@ async def add_member(
     session: AsyncSession, *, org_id: uuid.UUID, actor: User, email: str, role: OrgRole
 ) -> tuple[OrgMembership, str]:
     """Add a user by email. Admins may add members and admins; only owners may add owners."""
-    actor_role = await _require_org_role(session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES)
+    actor_role = await _require_org_role(
+        session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES
+    )
     if role is OrgRole.OWNER and actor_role != OrgRole.OWNER.value:
         raise HubError("Only owners may add owners.", status=403, code="org_role_required")
     user = await session.scalar(select(User).where(User.email == normalize_email(email)))
@@ -437,7 +502,9 @@ async def add_member(
     return membership, user.email
 
 
-async def remove_member(session: AsyncSession, *, org_id: uuid.UUID, actor: User, user_id: uuid.UUID) -> None:
+async def remove_member(
+    session: AsyncSession, *, org_id: uuid.UUID, actor: User, user_id: uuid.UUID
+) -> None:
     """Owners and admins remove others; anyone may leave. Owners are removed only by owners,
     and an organization never loses its last owner."""
     actor_role = await _require_org_role(session, org_id=org_id, user_id=actor.id)
@@ -446,14 +513,18 @@ async def remove_member(session: AsyncSession, *, org_id: uuid.UUID, actor: User
         raise HubError("This user is not a member.", status=404, code="member_not_found")
     leaving_self = user_id == actor.id
     if not leaving_self and actor_role not in ORG_MANAGER_ROLES:
-        raise HubError("Only owners and admins may remove members.", status=403, code="org_role_required")
+        raise HubError(
+            "Only owners and admins may remove members.", status=403, code="org_role_required"
+        )
     if membership.role == OrgRole.OWNER.value:
         if not leaving_self and actor_role != OrgRole.OWNER.value:
             raise HubError("Only owners may remove owners.", status=403, code="org_role_required")
         owners = await session.scalar(
             select(func.count())
             .select_from(OrgMembership)
-            .where(OrgMembership.organization_id == org_id, OrgMembership.role == OrgRole.OWNER.value)
+            .where(
+                OrgMembership.organization_id == org_id, OrgMembership.role == OrgRole.OWNER.value
+            )
         )
         if (owners or 0) <= 1:
             raise ConflictError("An organization must keep at least one owner.", code="last_owner")
@@ -461,7 +532,9 @@ async def remove_member(session: AsyncSession, *, org_id: uuid.UUID, actor: User
     await session.flush()
 
 
-async def assign_agent(session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID) -> Agent:
+async def assign_agent(
+    session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID
+) -> Agent:
     """Move an agent into an org: the actor must own the agent and manage the org."""
     await _require_org_role(session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES)
     agent = await get_owned_agent(session, agent_id=agent_id, owner=actor)
@@ -470,14 +543,20 @@ async def assign_agent(session: AsyncSession, *, org_id: uuid.UUID, actor: User,
     return agent
 
 
-async def unassign_agent(session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID) -> Agent:
+async def unassign_agent(
+    session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID
+) -> Agent:
     """Take an agent out of an org: its owner, or a manager of the org, may do it."""
     role = await _require_org_role(session, org_id=org_id, user_id=actor.id)
     agent = await session.get(Agent, agent_id)
     if agent is None or agent.organization_id != org_id:
         raise AgentNotFoundError("No such agent in this organization.")
     if agent.owner_id != actor.id and role not in ORG_MANAGER_ROLES:
-        raise HubError("Only the agent's owner or an org admin may do this.", status=403, code="org_role_required")
+        raise HubError(
+            "Only the agent's owner or an org admin may do this.",
+            status=403,
+            code="org_role_required",
+        )
     agent.organization_id = None
     await session.flush()
     return agent
@@ -490,6 +569,10 @@ async def list_org_agents(
     condition = Agent.organization_id == org_id
     total = await session.scalar(select(func.count()).select_from(Agent).where(condition)) or 0
     agents = await session.scalars(
-        select(Agent).where(condition).order_by(Agent.created_at, Agent.id).limit(limit).offset(offset)
+        select(Agent)
+        .where(condition)
+        .order_by(Agent.created_at, Agent.id)
+        .limit(limit)
+        .offset(offset)
     )
     return agents.all(), total

@@ -48,7 +48,9 @@ def issue_access_token(
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret: str, issuer: str, audience: str) -> AccessTokenClaims:
+def decode_access_token(
+    token: str, *, secret: str, issuer: str, audience: str
+) -> AccessTokenClaims:
     try:
         payload = jwt.decode(
             token,
@@ -73,7 +75,9 @@ class NewApiKey:
 
 def generate_api_key() -> NewApiKey:
     token = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    return NewApiKey(token=token, prefix=token[:_API_KEY_DISPLAY_CHARS], token_hash=hash_api_key(token))
+    return NewApiKey(
+        token=token, prefix=token[:_API_KEY_DISPLAY_CHARS], token_hash=hash_api_key(token)
+    )
 
 
 def hash_api_key(token: str) -> str:

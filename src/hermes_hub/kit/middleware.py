@@ -49,7 +49,10 @@ class RequestContextMiddleware:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -97,8 +100,10 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # FastAPI re-raises HTTPException from body parsing; the error handler renders it.
-                    raise HTTPException(413, f"Request bodies are limited to {self.max_bytes} bytes.")
+                    # FastAPI re-raises HTTPException from body parsing; the handler renders it.
+                    raise HTTPException(
+                        413, f"Request bodies are limited to {self.max_bytes} bytes."
+                    )
             return message
 
         await self.app(scope, counting_receive, send)

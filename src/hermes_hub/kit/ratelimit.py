@@ -23,7 +23,6 @@ class RateLimitedError(HubError):
 @dataclass(frozen=True)
 class Policies:
     default: RateLimitItem
-    anonymous: RateLimitItem
     login: RateLimitItem
     register: RateLimitItem
     enroll: RateLimitItem
@@ -34,7 +33,6 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.policies = Policies(
             default=parse(settings.rate_limit_default),
-            anonymous=parse(settings.rate_limit_anonymous),
             login=parse(settings.rate_limit_login),
             register=parse(settings.rate_limit_register),
             enroll=parse(settings.rate_limit_enroll),
@@ -47,7 +45,8 @@ class RateLimiter:
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix=settings.rate_limit_key_prefix,
-                connection_pool=redis_client.connection_pool,
+                # limits types its options as scalars, but hands them to redis-py as is.
+                connection_pool=redis_client.connection_pool,  # type: ignore[arg-type]
             )
         else:
             self.storage = MemoryStorage()

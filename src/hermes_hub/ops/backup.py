@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import subprocess  # noqa: S404 - runs pg_dump/pg_restore with an argument list, no shell
+import subprocess
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -37,7 +37,9 @@ def _run(arguments: list[str]) -> None:
     completed = subprocess.run(arguments, capture_output=True, text=True, check=False)  # noqa: S603
     if completed.returncode != 0:
         message = (completed.stderr or completed.stdout).strip().splitlines()
-        raise BackupError(f"{Path(arguments[0]).name} failed: {message[-1] if message else 'no output'}")
+        raise BackupError(
+            f"{Path(arguments[0]).name} failed: {message[-1] if message else 'no output'}"
+        )
 
 
 def backup(database_url: str, destination: Path) -> None:
@@ -53,12 +55,22 @@ def backup(database_url: str, destination: Path) -> None:
             source_path = _sqlite_path(url)
             if not source_path.exists():
                 raise BackupError(f"no database at {source_path}; nothing to back up")
-            with contextlib.closing(sqlite3.connect(source_path)) as source, contextlib.closing(
-                sqlite3.connect(partial)
-            ) as target:
+            with (
+                contextlib.closing(sqlite3.connect(source_path)) as source,
+                contextlib.closing(sqlite3.connect(partial)) as target,
+            ):
                 source.backup(target)
         elif url.get_backend_name() == "postgresql":
-            _run([_require_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(partial), _libpq_url(url)])
+            _run(
+                [
+                    _require_tool("pg_dump"),
+                    "--format=custom",
+                    "--no-owner",
+                    "--file",
+                    str(partial),
+                    _libpq_url(url),
+                ]
+            )
         else:
             raise BackupError(f"backups are not supported for {url.get_backend_name()}")
         os.replace(partial, destination)
@@ -85,9 +97,10 @@ def restore(database_url: str, source: Path) -> None:
         _check_sqlite_backup(source)
         target_path = _sqlite_path(url)
         target_path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(source)) as backup_db, contextlib.closing(
-            sqlite3.connect(target_path)
-        ) as live:
+        with (
+            contextlib.closing(sqlite3.connect(source)) as backup_db,
+            contextlib.closing(sqlite3.connect(target_path)) as live,
+        ):
             backup_db.backup(live)
     elif url.get_backend_name() == "postgresql":
         _run(

@@ -30,12 +30,16 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-POOL_SIZE = Gauge("hermes_db_pool_size", "Connections the pool keeps open.", multiprocess_mode="livesum")
+POOL_SIZE = Gauge(
+    "hermes_db_pool_size", "Connections the pool keeps open.", multiprocess_mode="livesum"
+)
 POOL_CHECKED_OUT = Gauge(
     "hermes_db_pool_checked_out", "Connections currently in use.", multiprocess_mode="livesum"
 )
 POOL_OVERFLOW = Gauge(
-    "hermes_db_pool_overflow", "Connections opened beyond the pool size.", multiprocess_mode="livesum"
+    "hermes_db_pool_overflow",
+    "Connections opened beyond the pool size.",
+    multiprocess_mode="livesum",
 )
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -61,6 +65,6 @@ class RequestObserver:
 def render_metrics() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)

@@ -33,7 +33,10 @@ async def _check_database(request: Request) -> dict[str, Any]:
         return {"ok": False, "error": f"database unreachable: {type(exc).__name__}"}
     head = migrate.head_revision()
     if revision != head:
-        return {"ok": False, "error": f"migrations not current ({revision} != {head}); run 'hermes db upgrade'"}
+        return {
+            "ok": False,
+            "error": f"migrations not current ({revision} != {head}); run 'hermes db upgrade'",
+        }
     return {"ok": True, "revision": revision}
 
 
@@ -71,13 +74,17 @@ async def readiness(request: Request) -> Response:
     return JSONResponse({"status": "ready", "checks": checks})
 
 
-@router.get("/metrics", operation_id="metrics", summary="Prometheus metrics.", response_class=Response)
+@router.get(
+    "/metrics", operation_id="metrics", summary="Prometheus metrics.", response_class=Response
+)
 async def metrics(request: Request) -> Response:
     token = get_runtime(request).settings.metrics_token
     if token is not None:
         supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(supplied.encode(), token.get_secret_value().encode()):
-            raise AuthenticationError("Metrics need 'Authorization: Bearer <HERMES_METRICS_TOKEN>'.")
+            raise AuthenticationError(
+                "Metrics need 'Authorization: Bearer <HERMES_METRICS_TOKEN>'."
+            )
     observer: RequestObserver = request.app.state.request_observer
     observer.sample_pool()
     return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
