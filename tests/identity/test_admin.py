@@ -13,8 +13,12 @@ async def test_admin_routes_deny_users_agents_and_anonymous(client):
     user = await register(client)
     agent = await enroll(client, user)
     assert_problem(await client.get("/api/v1/admin/users"), 401, "not_authenticated")
-    assert_problem(await client.get("/api/v1/admin/users", headers=user.headers), 403, "admin_required")
-    assert_problem(await client.get("/api/v1/admin/users", headers=agent.headers), 403, "user_required")
+    assert_problem(
+        await client.get("/api/v1/admin/users", headers=user.headers), 403, "admin_required"
+    )
+    assert_problem(
+        await client.get("/api/v1/admin/users", headers=agent.headers), 403, "user_required"
+    )
     response = await client.patch(
         f"/api/v1/admin/users/{user.id}", json={"role": "admin"}, headers=user.headers
     )
@@ -30,7 +34,8 @@ async def test_admin_lists_and_updates_users(client, app):
     response = await client.patch(
         f"/api/v1/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
     )
-    assert response.status_code == 200 and response.json()["is_active"] is False
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
     assert (await client.get("/api/v1/users/me", headers=user.headers)).status_code == 401
     assert_problem(
         await client.patch(
@@ -53,6 +58,9 @@ async def test_admin_sees_private_agents(client, app):
     owner = await register(client)
     await _make_admin(app, admin)
     agent = await enroll(client, owner)
-    await client.patch(f"/api/v1/agents/{agent.id}", json={"is_public": False}, headers=owner.headers)
+    await client.patch(
+        f"/api/v1/agents/{agent.id}", json={"is_public": False}, headers=owner.headers
+    )
     seen = await client.get(f"/api/v1/agents/{agent.id}", headers=admin.headers)
-    assert seen.status_code == 200 and "metadata" in seen.json()
+    assert seen.status_code == 200
+    assert "metadata" in seen.json()

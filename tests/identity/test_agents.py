@@ -16,7 +16,9 @@ async def test_public_profile_hides_private_fields_from_strangers(client):
     assert seen.status_code == 200
     body = seen.json()
     assert body["id"] == agent.id
-    assert "metadata" not in body and "owner_id" not in body and "public_key" not in body
+    assert "metadata" not in body
+    assert "owner_id" not in body
+    assert "public_key" not in body
     own = (await client.get(f"/api/v1/agents/{agent.id}", headers=owner.headers)).json()
     assert own["metadata"] == {"secret": "s"}
     other_agent = await enroll(client, stranger)
@@ -35,12 +37,16 @@ async def test_private_agent_is_404_to_strangers(client):
     )
     assert response.status_code == 200
     assert_problem(
-        await client.get(f"/api/v1/agents/{agent.id}", headers=stranger.headers), 404, "agent_not_found"
+        await client.get(f"/api/v1/agents/{agent.id}", headers=stranger.headers),
+        404,
+        "agent_not_found",
     )
     missing = await client.get(f"/api/v1/agents/{uuid.uuid4()}", headers=stranger.headers)
     hidden = await client.get(f"/api/v1/agents/{agent.id}", headers=stranger.headers)
     assert missing.json()["detail"] == hidden.json()["detail"]
-    assert (await client.get(f"/api/v1/agents/{agent.id}", headers=owner.headers)).status_code == 200
+    assert (
+        await client.get(f"/api/v1/agents/{agent.id}", headers=owner.headers)
+    ).status_code == 200
 
 
 async def test_owner_updates_profile(client):
@@ -87,6 +93,11 @@ async def test_owner_updates_profile(client):
         {"max_calls_per_hour": 0},
         {"owner_id": str(uuid.uuid4())},
         {"public_key": "AAAA"},
+        {"name": None},
+        {"status": None},
+        {"capabilities": None},
+        {"is_public": None},
+        {"description": None},
     ],
 )
 async def test_invalid_updates_are_422_and_change_nothing(client, changes):
@@ -96,6 +107,17 @@ async def test_invalid_updates_are_422_and_change_nothing(client, changes):
     response = await client.patch(f"/api/v1/agents/{agent.id}", json=changes, headers=owner.headers)
     assert_problem(response, 422, "validation_error")
     assert (await client.get("/api/v1/agents/me", headers=agent.headers)).json() == before
+
+
+async def test_sql_looking_text_is_stored_verbatim(client):
+    owner = await register(client)
+    name = "Robert'); DROP TABLE agents;--"
+    agent = await enroll(client, owner, name=name, description="1' OR '1'='1")
+    me = (await client.get("/api/v1/agents/me", headers=agent.headers)).json()
+    assert me["name"] == name
+    assert me["description"] == "1' OR '1'='1"
+    listed = (await client.get("/api/v1/agents", headers=owner.headers)).json()
+    assert listed["total"] == 1
 
 
 async def test_another_owners_agent_is_404(client):
@@ -112,7 +134,8 @@ async def test_another_owners_agent_is_404(client):
         assert_problem(response, 404, "agent_not_found")
     # The agent's key still works and nothing changed.
     me = await client.get("/api/v1/agents/me", headers=agent.headers)
-    assert me.status_code == 200 and me.json()["description"] == ""
+    assert me.status_code == 200
+    assert me.json()["description"] == ""
 
 
 async def test_agent_cannot_edit_itself_through_owner_routes(client):
@@ -130,7 +153,8 @@ async def test_list_my_agents_is_paginated_and_scoped(client):
     mine = [await enroll(client, owner, name=f"a{i}") for i in range(3)]
     await enroll(client, other)
     page = (await client.get("/api/v1/agents?limit=2", headers=owner.headers)).json()
-    assert page["total"] == 3 and len(page["items"]) == 2
+    assert page["total"] == 3
+    assert len(page["items"]) == 2
     rest = (await client.get("/api/v1/agents?limit=2&offset=2", headers=owner.headers)).json()
     ids = {a["id"] for a in page["items"] + rest["items"]}
     assert ids == {a.id for a in mine}
@@ -144,7 +168,8 @@ async def test_key_listing_rotation_and_revocation(client):
     agent = await enroll(client, owner)
     keys = (await client.get(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)).json()
     assert [k["id"] for k in keys] == [agent.key_id]
-    assert "api_key" not in keys[0] and "token_hash" not in keys[0]
+    assert "api_key" not in keys[0]
+    assert "token_hash" not in keys[0]
     assert keys[0]["prefix"] == agent.api_key[:12]
 
     created = await client.post(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)
@@ -157,10 +182,15 @@ async def test_key_listing_rotation_and_revocation(client):
     revoked = await client.delete(
         f"/api/v1/agents/{agent.id}/keys/{agent.key_id}", headers=owner.headers
     )
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
-    assert_problem(await client.get("/api/v1/agents/me", headers=agent.headers), 401, "invalid_api_key")
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"]
     assert_problem(
-        await client.delete(f"/api/v1/agents/{agent.id}/keys/{agent.key_id}", headers=owner.headers),
+        await client.get("/api/v1/agents/me", headers=agent.headers), 401, "invalid_api_key"
+    )
+    assert_problem(
+        await client.delete(
+            f"/api/v1/agents/{agent.id}/keys/{agent.key_id}", headers=owner.headers
+        ),
         409,
         "api_key_already_revoked",
     )
@@ -169,7 +199,9 @@ async def test_key_listing_rotation_and_revocation(client):
         f"/api/v1/agents/{agent.id}/keys", json={"revoke_existing": True}, headers=owner.headers
     )
     assert rotated.status_code == 201
-    assert_problem(await client.get("/api/v1/agents/me", headers=second_headers), 401, "invalid_api_key")
+    assert_problem(
+        await client.get("/api/v1/agents/me", headers=second_headers), 401, "invalid_api_key"
+    )
     third = {"Authorization": f"Bearer {rotated.json()['api_key']}"}
     assert (await client.get("/api/v1/agents/me", headers=third)).status_code == 200
 
@@ -178,7 +210,9 @@ async def test_key_count_is_capped(client):
     owner = await register(client)
     agent = await enroll(client, owner)
     for _ in range(9):
-        assert (await client.post(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)).status_code == 201
+        assert (
+            await client.post(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)
+        ).status_code == 201
     response = await client.post(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)
     assert_problem(response, 409, "too_many_keys")
 
@@ -198,7 +232,9 @@ async def test_expired_and_unknown_api_keys_are_rejected(client, app):
     async with app.state.database.write_sessions.begin() as session:
         key = await session.get(AgentApiKey, uuid.UUID(agent.key_id))
         key.expires_at = utcnow() - timedelta(seconds=1)
-    assert_problem(await client.get("/api/v1/agents/me", headers=agent.headers), 401, "invalid_api_key")
+    assert_problem(
+        await client.get("/api/v1/agents/me", headers=agent.headers), 401, "invalid_api_key"
+    )
     forged = {"Authorization": "Bearer hhk_" + "A" * 43}
     assert_problem(await client.get("/api/v1/agents/me", headers=forged), 401, "invalid_api_key")
 
@@ -221,4 +257,6 @@ async def test_last_used_is_recorded(client):
 
 async def test_users_me_is_for_users_and_agents_me_for_agents(client):
     owner = await register(client)
-    assert_problem(await client.get("/api/v1/agents/me", headers=owner.headers), 403, "agent_required")
+    assert_problem(
+        await client.get("/api/v1/agents/me", headers=owner.headers), 403, "agent_required"
+    )

@@ -18,7 +18,8 @@ async def test_register_login_and_me(client):
     created = response.json()
     assert created["email"] == "alice@example.com"
     assert created["role"] == "user"
-    assert "password" not in response.text and "hash" not in response.text
+    assert "password" not in response.text
+    assert "hash" not in response.text
 
     response = await client.post(
         "/api/v1/auth/login", json={"email": "ALICE@example.com", "password": PASSWORD}
@@ -98,7 +99,9 @@ async def test_forged_and_expired_tokens_are_rejected(client):
     user = await register(client)
     cases = {
         "expired": _forge({"sub": user.id, "exp": int(time.time()) - 10}),
-        "wrong key": _forge({"sub": user.id}, key="another-secret-key-of-sufficient-length-for-any-hmac-algorithm!!"),
+        "wrong key": _forge(
+            {"sub": user.id}, key="another-secret-key-of-sufficient-length-for-any-hmac-algorithm!!"
+        ),
         "wrong issuer": _forge({"sub": user.id, "iss": "http://evil.example"}),
         "wrong audience": _forge({"sub": user.id, "aud": "someone-else"}),
         "no exp": jwt.encode(
@@ -162,7 +165,9 @@ async def test_agents_cannot_use_user_endpoints(client):
 
 async def test_sql_looking_and_unicode_input_is_just_data(client):
     email = "robert'); DROP TABLE users;--@example.com"
-    response = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
     assert_problem(response, 422, "validation_error")
     user = await register(client, "zoë.ünïcødé@exämple.com")
     assert (await client.get("/api/v1/users/me", headers=user.headers)).status_code == 200

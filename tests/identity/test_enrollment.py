@@ -37,7 +37,9 @@ async def test_enrollment_issues_a_working_hashed_key(client, app):
         metadata={"model": "x", "nested": {"k": [1, 2]}},
     )
     assert challenge["challenge"].startswith("hermes-enroll:")
-    response = await _respond(client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"]))
+    response = await _respond(
+        client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"])
+    )
     assert response.status_code == 201, response.text
     result = response.json()
     assert result["api_key"].startswith("hhk_")
@@ -79,7 +81,9 @@ async def test_wrong_key_signature_is_rejected_without_creating_an_agent(client,
     assert_problem(tampered, 400, "invalid_signature")
     assert await _count(app, Agent) == 0
     # The rightful key still completes the enrollment afterwards.
-    response = await _respond(client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"]))
+    response = await _respond(
+        client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"])
+    )
     assert response.status_code == 201
 
 
@@ -103,7 +107,9 @@ async def test_expired_challenge_is_refused(client, app):
     async with app.state.database.write_sessions.begin() as session:
         enrollment = await session.get(Enrollment, uuid.UUID(challenge["enrollment_id"]))
         enrollment.expires_at = utcnow() - timedelta(seconds=1)
-    response = await _respond(client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"]))
+    response = await _respond(
+        client, challenge["enrollment_id"], sign_b64(key, challenge["challenge"])
+    )
     assert_problem(response, 409, "challenge_expired")
     assert await _count(app, Agent) == 0
 
@@ -140,13 +146,17 @@ async def test_malformed_public_key(client, public_key):
 async def test_malformed_signature(client, signature):
     owner = await register(client)
     challenge = await start_enrollment(client, owner, Ed25519PrivateKey.generate())
-    assert_problem(await _respond(client, challenge["enrollment_id"], signature), 400, "invalid_signature")
+    assert_problem(
+        await _respond(client, challenge["enrollment_id"], signature), 400, "invalid_signature"
+    )
 
 
 async def test_unknown_enrollment_is_404(client):
     response = await _respond(client, uuid.uuid4(), base64.b64encode(b"x" * 64).decode())
     assert_problem(response, 404, "enrollment_not_found")
-    response = await client.post("/api/v1/agents/enroll/not-a-uuid/respond", json={"signature": "x"})
+    response = await client.post(
+        "/api/v1/agents/enroll/not-a-uuid/respond", json={"signature": "x"}
+    )
     assert_problem(response, 422, "validation_error")
 
 
@@ -166,7 +176,9 @@ async def test_two_pending_enrollments_of_one_key_yield_one_agent(client, app):
     key = Ed25519PrivateKey.generate()
     first = await start_enrollment(client, owner, key)
     second = await start_enrollment(client, owner, key)
-    assert (await _respond(client, first["enrollment_id"], sign_b64(key, first["challenge"]))).status_code == 201
+    assert (
+        await _respond(client, first["enrollment_id"], sign_b64(key, first["challenge"]))
+    ).status_code == 201
     response = await _respond(client, second["enrollment_id"], sign_b64(key, second["challenge"]))
     assert_problem(response, 409, "public_key_in_use")
     assert await _count(app, Agent) == 1
@@ -201,7 +213,9 @@ async def test_enroll_into_an_org_requires_managing_it(client):
     owner = await register(client)
     outsider = await register(client)
     org = (
-        await client.post("/api/v1/orgs", json={"name": "Acme", "slug": "acme"}, headers=owner.headers)
+        await client.post(
+            "/api/v1/orgs", json={"name": "Acme", "slug": "acme"}, headers=owner.headers
+        )
     ).json()
     key = Ed25519PrivateKey.generate()
     response = await client.post(
@@ -219,6 +233,8 @@ async def test_enrollment_needs_a_user(client):
     owner = await register(client)
     agent = await enroll(client, owner)
     payload = {"name": "child", "public_key": public_key_b64(Ed25519PrivateKey.generate())}
-    assert_problem(await client.post("/api/v1/agents/enroll", json=payload), 401, "not_authenticated")
+    assert_problem(
+        await client.post("/api/v1/agents/enroll", json=payload), 401, "not_authenticated"
+    )
     response = await client.post("/api/v1/agents/enroll", json=payload, headers=agent.headers)
     assert_problem(response, 403, "user_required")

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     field_validator,
+    model_validator,
 )
 
 from hermes_hub.identity.models import Agent, AgentStatus, OrgRole, UserRole
@@ -191,6 +192,11 @@ class AgentPrivate(AgentPublic):
     updated_at: datetime
 
 
+NON_NULLABLE_AGENT_FIELDS = frozenset(
+    {"name", "description", "capabilities", "is_public", "status"}
+)
+
+
 class AgentUpdate(InputModel):
     name: DisplayName | None = None
     description: Description | None = None
@@ -201,6 +207,19 @@ class AgentUpdate(InputModel):
     max_calls_per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
     status: AgentStatus | None = None
     metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required_fields(self) -> AgentUpdate:
+        # null clears pricing, endpoint_url, max_calls_per_hour and metadata; the other
+        # fields always have a value, so an explicit null there is a malformed request.
+        nulled = [
+            name
+            for name in sorted(self.model_fields_set & NON_NULLABLE_AGENT_FIELDS)
+            if getattr(self, name) is None
+        ]
+        if nulled:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulled)}")
+        return self
 
 
 def agent_public(agent: Agent) -> AgentPublic:
