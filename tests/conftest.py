@@ -40,6 +40,24 @@ def _libpq(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> Iterator[None]:
+    """Argon2id with minimal cost: the same algorithm and checks, a fraction of the CPU.
+
+    Production cost is kept by ``tests/kit/test_pure.py``'s direct checks of the real hasher.
+    """
+    from argon2 import PasswordHasher
+
+    from hermes_hub.identity import passwords
+
+    real = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    passwords._dummy_hash.cache_clear()
+    yield
+    passwords._hasher = real
+    passwords._dummy_hash.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"

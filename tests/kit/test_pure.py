@@ -8,7 +8,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hermes_hub.identity import crypto, passwords, tokens
-from hermes_hub.identity.errors import InvalidPublicKeyError, InvalidSignatureError, WeakPasswordError
+from hermes_hub.identity.errors import (
+    InvalidPublicKeyError,
+    InvalidSignatureError,
+    WeakPasswordError,
+)
 from hermes_hub.kit.money import credits_to_units, units_to_credits
 from hermes_hub.kit.text import clean_text
 from hermes_hub.sdk.keys import public_key_b64, sign_b64
@@ -36,13 +40,16 @@ def test_clean_text():
 def test_password_policy_codes():
     passwords.check_password_policy("correct horse battery staple")
     with pytest.raises(WeakPasswordError) as raised:
-        passwords.check_password_policy("alice@example.com1", user_inputs=("alice@example.com", "alice"))
+        passwords.check_password_policy(
+            "alice@example.com1", user_inputs=("alice@example.com", "alice")
+        )
     assert raised.value.code == "password_too_common"
 
 
-def test_password_hash_is_argon2id_and_verifies():
+def test_password_hash_is_argon2id_and_verifies(monkeypatch):
+    monkeypatch.setattr(passwords, "_hasher", passwords.PasswordHasher())
     hashed = passwords.hash_password_sync("correct horse battery staple")
-    assert hashed.startswith("$argon2id$")
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert passwords._verify(hashed, "correct horse battery staple")
     assert not passwords._verify(hashed, "wrong")
     assert not passwords._verify(None, "anything")
@@ -52,12 +59,24 @@ def test_password_hash_is_argon2id_and_verifies():
 def test_access_token_round_trip_and_expiry():
     user_id = uuid.uuid4()
     token = tokens.issue_access_token(
-        user_id=user_id, role="user", secret=SECRET, issuer="i", audience="a", now=datetime.now(UTC), ttl=timedelta(minutes=5)
+        user_id=user_id,
+        role="user",
+        secret=SECRET,
+        issuer="i",
+        audience="a",
+        now=datetime.now(UTC),
+        ttl=timedelta(minutes=5),
     )
     claims = tokens.decode_access_token(token, secret=SECRET, issuer="i", audience="a")
     assert claims.user_id == user_id
     expired = tokens.issue_access_token(
-        user_id=user_id, role="user", secret=SECRET, issuer="i", audience="a", now=NOW, ttl=timedelta(minutes=5)
+        user_id=user_id,
+        role="user",
+        secret=SECRET,
+        issuer="i",
+        audience="a",
+        now=NOW,
+        ttl=timedelta(minutes=5),
     )
     with pytest.raises(tokens.InvalidTokenError):
         tokens.decode_access_token(expired, secret=SECRET, issuer="i", audience="a")
@@ -66,7 +85,8 @@ def test_access_token_round_trip_and_expiry():
 def test_api_keys_are_random_prefixed_and_hashed():
     first, second = tokens.generate_api_key(), tokens.generate_api_key()
     assert first.token != second.token
-    assert first.token.startswith("hhk_") and tokens.looks_like_api_key(first.token)
+    assert first.token.startswith("hhk_")
+    assert tokens.looks_like_api_key(first.token)
     assert first.token_hash == tokens.hash_api_key(first.token) != first.token
     assert len(first.token) > 40
 
@@ -76,6 +96,8 @@ def test_signature_verification():
     public = crypto.parse_public_key(public_key_b64(key))
     crypto.verify_signature(public_key=public, message="héllo", signature=sign_b64(key, "héllo"))
     with pytest.raises(InvalidSignatureError):
-        crypto.verify_signature(public_key=public, message="hello", signature=sign_b64(key, "héllo"))
+        crypto.verify_signature(
+            public_key=public, message="hello", signature=sign_b64(key, "héllo")
+        )
     with pytest.raises(InvalidPublicKeyError):
         crypto.parse_public_key("@@@")
