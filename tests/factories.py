@@ -39,9 +39,13 @@ class TestAgent:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-async def register(client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD) -> TestUser:
+async def register(
+    client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD
+) -> TestUser:
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
-    response = await client.post("/api/v1/auth/register", json={"email": email, "password": password})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password}
+    )
     assert response.status_code == 201, response.text
     token = await login(client, email, password)
     return TestUser(id=response.json()["id"], email=response.json()["email"], token=token)
@@ -72,7 +76,12 @@ async def enroll(client: httpx.AsyncClient, owner: TestUser, **fields: Any) -> T
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return TestAgent(id=body["agent_id"], api_key=body["api_key"], key_id=body["key"]["id"], private_key=private_key)
+    return TestAgent(
+        id=body["agent_id"],
+        api_key=body["api_key"],
+        key_id=body["key"]["id"],
+        private_key=private_key,
+    )
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -82,5 +91,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["status"] == status
     assert body["code"] == code, body
     assert body["type"].endswith(code)
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
     return body

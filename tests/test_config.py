@@ -2,7 +2,12 @@ import stat
 
 import pytest
 
-from hermes_hub.config import Settings, UnsafeSettingsError, check_production_safety, resolve_secret_key
+from hermes_hub.config import (
+    Settings,
+    UnsafeSettingsError,
+    check_production_safety,
+    resolve_secret_key,
+)
 
 
 def test_defaults_are_embedded_sqlite(tmp_path):
@@ -39,7 +44,13 @@ def test_prod_refuses_unsafe_settings_and_names_them(tmp_path):
     with pytest.raises(UnsafeSettingsError) as raised:
         check_production_safety(unsafe)
     message = str(raised.value)
-    for name in ("HERMES_SECRET_KEY", "HERMES_PUBLIC_URL", "HERMES_CORS_ORIGINS", "HERMES_DATABASE_URL", "HERMES_REDIS_URL"):
+    for name in (
+        "HERMES_SECRET_KEY",
+        "HERMES_PUBLIC_URL",
+        "HERMES_CORS_ORIGINS",
+        "HERMES_DATABASE_URL",
+        "HERMES_REDIS_URL",
+    ):
         assert name in message
 
 

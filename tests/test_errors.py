@@ -6,7 +6,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from hermes_hub.db.session import Database
-
 from hermes_hub.identity.models import User
 from tests.factories import PASSWORD, assert_problem, register
 
@@ -91,7 +90,9 @@ async def test_database_unreachable_mid_request_is_503(client, app, settings, tm
     dead = Database.from_engine(create_async_engine(dead_url))
     app.state.database = dead
     try:
-        assert_problem(await client.get("/api/v1/users/me", headers=user.headers), 503, "database_unavailable")
+        assert_problem(
+            await client.get("/api/v1/users/me", headers=user.headers), 503, "database_unavailable"
+        )
         response = await client.post(
             "/api/v1/auth/register", json={"email": "new@example.com", "password": PASSWORD}
         )

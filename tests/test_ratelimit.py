@@ -5,7 +5,11 @@ from tests.factories import PASSWORD, assert_problem, enroll, register
 
 @pytest.fixture
 def settings_overrides():
-    return {"rate_limit_register": "5/hour", "rate_limit_login": "3/minute", "rate_limit_default": "8/minute"}
+    return {
+        "rate_limit_register": "5/hour",
+        "rate_limit_login": "3/minute",
+        "rate_limit_default": "8/minute",
+    }
 
 
 async def test_mass_registration_from_one_ip_is_throttled(client):
@@ -19,7 +23,8 @@ async def test_mass_registration_from_one_ip_is_throttled(client):
         if response.status_code == 429:
             break
     assert statuses[:5] == [201] * 5
-    assert statuses[-1] == 429 and len(statuses) == 6
+    assert statuses[-1] == 429
+    assert len(statuses) == 6
     problem = assert_problem(response, 429, "rate_limited")
     assert int(response.headers["retry-after"]) >= 1
     assert problem["retry_after"] >= 1
@@ -28,7 +33,8 @@ async def test_mass_registration_from_one_ip_is_throttled(client):
 async def test_login_is_limited_per_ip_and_per_account(client, app):
     for i in range(3):
         response = await client.post(
-            "/api/v1/auth/login", json={"email": f"who{i}@example.com", "password": "wrong password!"}
+            "/api/v1/auth/login",
+            json={"email": f"who{i}@example.com", "password": "wrong password!"},
         )
         assert response.status_code == 401
     response = await client.post(
@@ -40,7 +46,9 @@ async def test_login_is_limited_per_ip_and_per_account(client, app):
 async def test_authenticated_principal_limit(client):
     owner = await register(client)
     agent = await enroll(client, owner)
-    codes = [(await client.get("/api/v1/agents/me", headers=agent.headers)).status_code for _ in range(9)]
+    codes = [
+        (await client.get("/api/v1/agents/me", headers=agent.headers)).status_code for _ in range(9)
+    ]
     assert codes[:8] == [200] * 8
     assert codes[8] == 429
     # Limits are per principal: the owner still has budget.

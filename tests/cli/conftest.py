@@ -116,7 +116,6 @@ def hub_settings(database_url: str, data_dir: Path) -> Settings:
         log_level="warning",
         rate_limit_key_prefix=f"clitest-{uuid.uuid4().hex}",
         rate_limit_default=GENEROUS_LIMIT,
-        rate_limit_anonymous=GENEROUS_LIMIT,
         rate_limit_login=GENEROUS_LIMIT,
         rate_limit_register=GENEROUS_LIMIT,
         rate_limit_enroll=GENEROUS_LIMIT,
@@ -169,7 +168,8 @@ def sqlite_url(sqlite_db: Path) -> str:
 
 
 @pytest.fixture
-def cli() -> CliRunnerInvoke:
+def cli(cli_env: dict[str, str]) -> CliRunnerInvoke:
+    """In-process runs see the same cleaned environment as subprocesses."""
     return CliRunnerInvoke(CliRunner())
 
 

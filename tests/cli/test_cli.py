@@ -244,15 +244,17 @@ def test_keys_sign_json_verifies(cli: CliRunnerInvoke, tmp_path: Path) -> None:
     _verify(public, signature, message)
 
 
-def test_keys_sign_prints_one_token_that_verifies(cli: CliRunnerInvoke, tmp_path: Path) -> None:
-    """The human output is what ``SIG=$(hermes keys sign ...)`` captures: one base64 token."""
+def test_keys_sign_prints_one_token_that_verifies(
+    cli: CliRunnerInvoke, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """What ``SIG=$(hermes keys sign ...)`` captures in a script (no terminal): one token."""
     path = tmp_path / "agent.pem"
     public = _generate(cli, path)
     message = "hermes-enroll:abc"
 
-    result = cli("keys", "sign", "--key", str(path), message)
-    assert result.exit_code == 0, (result.output, result.exception)
-    signature = _strict_b64(result.stdout.removesuffix("\n"))
+    completed = run_hermes("keys", "sign", "--key", str(path), message, env=cli_env)
+    assert completed.returncode == 0, completed.stderr
+    signature = _strict_b64(completed.stdout.removesuffix("\n"))
     _verify(public, signature, message)
 
 
@@ -341,7 +343,7 @@ def test_serve_answers_health_and_readiness(live_hub: LiveHub) -> None:
 
 
 def test_serve_banner_names_url_and_admin_hint(live_hub: LiveHub) -> None:
-    banner = live_hub.stderr
+    banner = " ".join(live_hub.stderr.split())  # wrapping is checked in the next test
     assert live_hub.url in banner
     assert "hermes admin create" in banner
     assert "Traceback" not in banner

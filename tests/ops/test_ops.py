@@ -75,13 +75,18 @@ async def test_access_log_is_json_with_request_id(client, capsys, settings_overr
     configure_logging(level="info", fmt="json")
     try:
         await client.get("/healthz", headers={"X-Request-ID": "trace-me"})
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{")
+        ]
     finally:
         configure_logging(level="warning", fmt="json")
         logging.getLogger().setLevel(logging.WARNING)
     record = next(line for line in lines if line.get("event") == "request")
     assert record["request_id"] == "trace-me"
-    assert record["route"] == "/healthz" and record["status"] == 200
+    assert record["route"] == "/healthz"
+    assert record["status"] == 200
     assert isinstance(record["duration_ms"], float)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -113,8 +114,8 @@ def serve(
     error_console.print(f"API docs: {url}/docs   health: {url}/healthz")
     if not has_admin:
         error_console.print(
-            "No admin yet. Create one with:  "
-            ".venv/bin/hermes admin create --email you@example.com  (prompts for the password)"
+            f"No admin yet. Create one with:  {_this_command()} admin create "
+            "--email you@example.com  (prompts for the password)"
         )
     uvicorn.run(
         "hermes_hub.app:create_app",
@@ -164,6 +165,14 @@ def main() -> None:
         _fail(f"database unreachable ({_first_line(exc)}); check HERMES_DATABASE_URL")
 
 
+def _this_command() -> str:
+    """How the user ran this program, e.g. ``.venv/bin/hermes``, for copy-paste hints."""
+    invoked = Path(sys.argv[0])
+    if invoked.name == "hermes" and invoked.exists():
+        return shlex.quote(os.path.relpath(invoked))
+    return "hermes"
+
+
 def _first_line(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     text = str(original).strip().splitlines()
@@ -171,5 +180,5 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _fail(message: str) -> None:
-    error_console.print(f"error: {message}", style="red", highlight=False, soft_wrap=True)
+    error_console.print(f"error: {message}", style="red")
     sys.exit(1)

@@ -1,4 +1,4 @@
-"""Human output through rich, machine output as one JSON document on stdout."""
+"""Plain lines for values a script may capture, JSON with --json, rich only for stderr notes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-console = Console()
-error_console = Console(stderr=True)
+# Never wrap (a captured key or signature must stay on one line) and never read file names
+# or messages as rich markup.
+error_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 
 class CliError(Exception):
@@ -23,4 +24,4 @@ def emit(data: dict[str, Any], *, as_json: bool, human: str) -> None:
     if as_json:
         typer.echo(json.dumps(data, default=str))
     else:
-        console.print(human, highlight=False)
+        typer.echo(human)

@@ -38,3 +38,5 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     logging.getLogger("uvicorn.access").disabled = True
+    # /readyz reads the schema revision through Alembic, which announces itself at INFO.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

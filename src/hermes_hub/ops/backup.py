@@ -23,7 +23,18 @@ def _sqlite_path(url: URL) -> Path:
 
 
 def _libpq_url(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    """The URL for pg_dump/pg_restore, without the password (that goes in PGPASSWORD)."""
+    # URL.set() treats None as "keep"; URL is a named tuple, so _replace really drops it.
+    without_password = url.set(drivername="postgresql")._replace(password=None)
+    return without_password.render_as_string(hide_password=False)
+
+
+def _libpq_environment(url: URL) -> dict[str, str]:
+    # A password on the command line is visible to every local user through ps.
+    environment = dict(os.environ)
+    if url.password is not None:
+        environment["PGPASSWORD"] = str(url.password)
+    return environment
 
 
 def _require_tool(name: str) -> str:
@@ -33,8 +44,10 @@ def _require_tool(name: str) -> str:
     return found
 
 
-def _run(arguments: list[str]) -> None:
-    completed = subprocess.run(arguments, capture_output=True, text=True, check=False)  # noqa: S603
+def _run(arguments: list[str], url: URL) -> None:
+    completed = subprocess.run(  # noqa: S603
+        arguments, capture_output=True, text=True, check=False, env=_libpq_environment(url)
+    )
     if completed.returncode != 0:
         message = (completed.stderr or completed.stdout).strip().splitlines()
         raise BackupError(
@@ -69,7 +82,8 @@ def backup(database_url: str, destination: Path) -> None:
                     "--file",
                     str(partial),
                     _libpq_url(url),
-                ]
+                ],
+                url,
             )
         else:
             raise BackupError(f"backups are not supported for {url.get_backend_name()}")
@@ -113,7 +127,8 @@ def restore(database_url: str, source: Path) -> None:
                 "--dbname",
                 _libpq_url(url),
                 str(source),
-            ]
+            ],
+            url,
         )
     else:
         raise BackupError(f"restores are not supported for {url.get_backend_name()}")
