@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -159,7 +160,7 @@ def main() -> None:
     """Entry point: user mistakes and unreachable services print one line and exit 1."""
     try:
         app(prog_name="hermes")
-    except (CliError, UnsafeSettingsError, backups.BackupError) as exc:
+    except (CliError, UnsafeSettingsError, backups.BackupError, AlembicCommandError) as exc:
         _fail(str(exc))
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
         _fail(f"database unreachable ({_first_line(exc)}); check HERMES_DATABASE_URL")

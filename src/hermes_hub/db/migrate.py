@@ -36,6 +36,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def downgrade(database_url: str, revision: str) -> None:
+    ensure_sqlite_directory(database_url)
     command.downgrade(alembic_config(database_url), revision)
 
 
