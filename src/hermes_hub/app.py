@@ -15,6 +15,7 @@ from hermes_hub.config import Settings, check_production_safety, resolve_secret_
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.errors import install_error_handlers
 from hermes_hub.identity.router import routers as identity_routers
+from hermes_hub.identity.usage import KeyUsageRecorder
 from hermes_hub.kit.logging import configure_logging
 from hermes_hub.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from hermes_hub.kit.ratelimit import RateLimiter
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.key_usage.drain()
             await database.dispose()
             if redis_client is not None:
                 await redis_client.aclose()
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redis = redis_client
     app.state.rate_limiter = RateLimiter(settings, redis_client=redis_client)
     app.state.request_observer = RequestObserver(database.engine)
+    app.state.key_usage = KeyUsageRecorder(database)
 
     install_error_handlers(app)
     app.include_router(ops_router)

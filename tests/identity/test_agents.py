@@ -239,20 +239,44 @@ async def test_expired_and_unknown_api_keys_are_rejected(client, app):
     assert_problem(await client.get("/api/v1/agents/me", headers=forged), 401, "invalid_api_key")
 
 
-async def test_last_used_is_recorded(client):
+async def test_last_used_is_recorded(client, app):
     owner = await register(client)
     agent = await enroll(client, owner)
     await client.get("/api/v1/agents/me", headers=agent.headers)
+    await app.state.key_usage.drain()
     keys = (await client.get(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)).json()
     assert keys[0]["last_used_at"] is not None
-    # A write request by an agent touches the key inside its own transaction (no second
-    # writer waiting on the first, which would hang on SQLite).
-    owner_two = await register(client)
-    agent_two = await enroll(client, owner_two)
+    first_use = keys[0]["last_used_at"]
+    # Within a minute, further use does not rewrite the timestamp.
+    await client.get("/api/v1/agents/me", headers=agent.headers)
+    await app.state.key_usage.drain()
+    keys = (await client.get(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)).json()
+    assert keys[0]["last_used_at"] == first_use
+
+
+async def test_use_during_a_write_request_is_recorded(client, app):
+    owner = await register(client)
+    agent = await enroll(client, owner)
+    # On SQLite the request holds the write lock; the usage write must queue, not deadlock.
     response = await client.post(
-        "/api/v1/agents/enroll", json={"name": "x", "public_key": "AAAA"}, headers=agent_two.headers
+        "/api/v1/agents/enroll", json={"name": "x", "public_key": "AAAA"}, headers=agent.headers
     )
     assert response.status_code == 403
+    await app.state.key_usage.drain()
+    keys = (await client.get(f"/api/v1/agents/{agent.id}/keys", headers=owner.headers)).json()
+    assert keys[0]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize("settings_overrides", [{"db_pool_size": 2, "db_max_overflow": 0}])
+async def test_concurrent_first_use_does_not_exhaust_the_pool(client, app):
+    import asyncio
+
+    owner = await register(client)
+    agent = await enroll(client, owner)
+    responses = await asyncio.gather(
+        *(client.get("/api/v1/agents/me", headers=agent.headers) for _ in range(20))
+    )
+    assert [r.status_code for r in responses] == [200] * 20
 
 
 async def test_users_me_is_for_users_and_agents_me_for_agents(client):

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
 
-from hermes_hub.db.session import READ_ONLY_METHODS, DbSession, get_database
+from hermes_hub.db.session import DbSession
 from hermes_hub.errors import AuthenticationError, HubError
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.models import Agent, User
@@ -50,14 +50,7 @@ async def _principal(
                 "The API key is unknown, revoked or expired.", code="invalid_api_key"
             )
         agent, key = found
-        if service.needs_last_used_update(key, now):
-            if request.method in READ_ONLY_METHODS:
-                # A separate short write, so authenticated reads stay read-only transactions.
-                async with get_database(request).write_sessions.begin() as write_session:
-                    await service.touch_api_key(write_session, key_id=key.id, now=now)
-            else:
-                # The request already holds the write transaction; a second writer would wait on it.
-                await service.touch_api_key(session, key_id=key.id, now=now)
+        request.app.state.key_usage.record(key, now)
         principal = Principal(agent=agent, api_key=key)
     else:
         try:

@@ -41,8 +41,6 @@ from hermes_hub.identity.schemas import AgentUpdate, EnrollRequest
 from hermes_hub.kit.money import credits_to_units
 
 MAX_ACTIVE_KEYS_PER_AGENT = 10
-# Writing last_used_at on every request would turn each authenticated read into a write.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 ORG_MANAGER_ROLES = frozenset({OrgRole.OWNER.value, OrgRole.ADMIN.value})
 
 
@@ -157,10 +155,6 @@ async def authenticate_api_key(
     if key.revoked_at is not None or key.expires_at <= now:
         return None
     return agent, key
-
-
-def needs_last_used_update(key: AgentApiKey, now: datetime) -> bool:
-    return key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
 
 
 async def touch_api_key(session: AsyncSession, *, key_id: uuid.UUID, now: datetime) -> None:
