@@ -34,10 +34,11 @@ def create(
     async def run() -> dict[str, str]:
         database = Database.from_engine(create_engine(settings))
         try:
-            async with database.write_sessions.begin() as session:
+            async with database.writer() as session:
                 user = await service.register_user(
                     session, email=email, password=password, role=UserRole.ADMIN
                 )
+                await session.commit()
                 return {"id": str(user.id), "email": user.email, "role": user.role}
         finally:
             await database.dispose()

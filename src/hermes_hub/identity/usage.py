@@ -48,8 +48,9 @@ class KeyUsageRecorder:
 
     async def _write(self, key_id: uuid.UUID, now: datetime) -> None:
         try:
-            async with self._database.write_sessions.begin() as session:
+            async with self._database.writer() as session:
                 await service.touch_api_key(session, key_id=key_id, now=now)
+                await session.commit()
         except Exception as exc:  # a lost usage timestamp must never fail anything else
             self._recorded.pop(key_id, None)
             logger.warning("api_key_usage_not_recorded", key_id=str(key_id), error=repr(exc))

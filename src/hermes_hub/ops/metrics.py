@@ -52,9 +52,9 @@ class RequestObserver:
     def __call__(self, method: str, route: str, status: int, seconds: float) -> None:
         REQUESTS.labels(method, route, str(status)).inc()
         LATENCY.labels(method, route).observe(seconds)
-        self.sample_pool()
 
     def sample_pool(self) -> None:
+        """Read the pool's figures; called when /metrics is scraped, not per request."""
         pool = self.engine.pool
         if isinstance(pool, QueuePool):
             POOL_SIZE.set(pool.size())

@@ -78,7 +78,7 @@ async def readiness(request: Request) -> Response:
     "/metrics", operation_id="metrics", summary="Prometheus metrics.", response_class=Response
 )
 async def metrics(request: Request) -> Response:
-    token = get_runtime(request).settings.metrics_token
+    token = (await get_runtime(request)).settings.metrics_token
     if token is not None:
         supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(supplied.encode(), token.get_secret_value().encode()):
