@@ -14,6 +14,7 @@ from hermes_hub import __version__
 from hermes_hub.config import Settings, check_production_safety, resolve_secret_key
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.errors import install_error_handlers
+from hermes_hub.identity.cache import PrincipalCache
 from hermes_hub.identity.router import routers as identity_routers
 from hermes_hub.identity.usage import KeyUsageRecorder
 from hermes_hub.kit.logging import configure_logging
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings, redis_client=redis_client)
     app.state.request_observer = RequestObserver(database.engine)
     app.state.key_usage = KeyUsageRecorder(database)
+    app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
 
     install_error_handlers(app)
     app.include_router(ops_router)

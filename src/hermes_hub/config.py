@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
     api_key_ttl_days: int = Field(default=90, ge=1)
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     enrollment_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import DbSession
+from hermes_hub.db.session import DbSession, after_commit
 from hermes_hub.errors import AuthenticationError, HubError
 from hermes_hub.identity import service, tokens
+from hermes_hub.identity.cache import PrincipalCache, token_digest
 from hermes_hub.identity.models import Agent, User
 from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.ratelimit import Policies, RateLimiter
@@ -31,6 +35,35 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def _resolve(
+    session: AsyncSession, runtime: Runtime, token: str, now: datetime
+) -> tuple[Principal, datetime]:
+    """Look the token up; return the principal and until when that answer holds."""
+    if tokens.looks_like_api_key(token):
+        found = await service.authenticate_api_key(session, token=token, now=now)
+        if found is None:
+            raise AuthenticationError(
+                "The API key is unknown, revoked or expired.", code="invalid_api_key"
+            )
+        agent, key = found
+        return Principal(agent=agent, api_key=key), key.expires_at
+    try:
+        claims = tokens.decode_access_token(
+            token,
+            secret=runtime.secret_key,
+            issuer=runtime.settings.public_url,
+            audience=runtime.settings.jwt_audience,
+        )
+    except tokens.InvalidTokenError as exc:
+        raise AuthenticationError(
+            "The access token is invalid or expired.", code="invalid_token"
+        ) from exc
+    user = await service.get_active_user(session, claims.user_id)
+    if user is None:
+        raise AuthenticationError("The access token is invalid or expired.", code="invalid_token")
+    return Principal(user=user), claims.expires_at
+
+
 async def _principal(
     request: Request,
     session: DbSession,
@@ -43,37 +76,30 @@ async def _principal(
         )
     token = credentials.credentials
     now = utcnow()
-    if tokens.looks_like_api_key(token):
-        found = await service.authenticate_api_key(session, token=token, now=now)
-        if found is None:
-            raise AuthenticationError(
-                "The API key is unknown, revoked or expired.", code="invalid_api_key"
-            )
-        agent, key = found
-        request.app.state.key_usage.record(key, now)
-        principal = Principal(agent=agent, api_key=key)
-    else:
-        try:
-            claims = tokens.decode_access_token(
-                token,
-                secret=runtime.secret_key,
-                issuer=runtime.settings.public_url,
-                audience=runtime.settings.jwt_audience,
-            )
-        except tokens.InvalidTokenError as exc:
-            raise AuthenticationError(
-                "The access token is invalid or expired.", code="invalid_token"
-            ) from exc
-        user = await service.get_active_user(session, claims.user_id)
-        if user is None:
-            raise AuthenticationError(
-                "The access token is invalid or expired.", code="invalid_token"
-            )
-        principal = Principal(user=user)
+    cache: PrincipalCache = request.app.state.principal_cache
+    digest = token_digest(token)
+    principal = cache.get(digest, now=now)
+    if principal is None:
+        principal, valid_until = await _resolve(session, runtime, token, now)
+        cache.put(digest, principal, valid_until=valid_until)
+    if principal.api_key is not None:
+        request.app.state.key_usage.record(principal.api_key, now)
     limiter = _limiter(request)
     await limiter.hit(limiter.policies.default, "principal", principal.rate_limit_key)
     structlog.contextvars.bind_contextvars(principal=principal.rate_limit_key)
     return principal
+
+
+def forget_cached_principals(
+    request: Request,
+    session: AsyncSession,
+    *,
+    agent_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+) -> None:
+    """After this request commits, stop serving cached credentials of this agent or user."""
+    cache: PrincipalCache = request.app.state.principal_cache
+    after_commit(session, lambda: cache.forget(agent_id=agent_id, user_id=user_id))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -15,6 +15,7 @@ from hermes_hub.identity.deps import (
     CurrentAgent,
     CurrentPrincipal,
     CurrentUser,
+    forget_cached_principals,
     limit_by_ip,
     require_admin,
 )
@@ -201,9 +202,10 @@ async def get_agent(
 
 @agents_router.patch("/{agent_id}", response_model=AgentPrivate, operation_id="update_agent")
 async def update_agent(
-    agent_id: uuid.UUID, body: AgentUpdate, owner: CurrentUser, session: DbSession
+    agent_id: uuid.UUID, body: AgentUpdate, owner: CurrentUser, session: DbSession, request: Request
 ) -> AgentPrivate:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
+    forget_cached_principals(request, session, agent_id=agent.id)
     return agent_private(
         await service.update_agent(session, agent=agent, changes=body, now=utcnow())
     )
@@ -236,9 +238,11 @@ async def create_agent_key(
     owner: CurrentUser,
     session: DbSession,
     runtime: RuntimeDep,
+    request: Request,
     body: Annotated[NewApiKeyRequest | None, Body()] = None,
 ) -> IssuedApiKey:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
+    forget_cached_principals(request, session, agent_id=agent.id)
     issued = await service.create_api_key(
         session,
         agent=agent,
@@ -255,9 +259,10 @@ async def create_agent_key(
     "/{agent_id}/keys/{key_id}", response_model=ApiKeyOut, operation_id="revoke_agent_key"
 )
 async def revoke_agent_key(
-    agent_id: uuid.UUID, key_id: uuid.UUID, owner: CurrentUser, session: DbSession
+    agent_id: uuid.UUID, key_id: uuid.UUID, owner: CurrentUser, session: DbSession, request: Request
 ) -> ApiKeyOut:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
+    forget_cached_principals(request, session, agent_id=agent.id)
     return ApiKeyOut.model_validate(
         await service.revoke_api_key(session, agent=agent, key_id=key_id, now=utcnow())
     )
@@ -369,8 +374,9 @@ async def list_organization_agents(
     description="The caller must own the agent and be an owner or admin of the organization.",
 )
 async def assign_agent_to_organization(
-    org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession
+    org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession, request: Request
 ) -> AgentPrivate:
+    forget_cached_principals(request, session, agent_id=agent_id)
     return agent_private(
         await service.assign_agent(session, org_id=org_id, actor=user, agent_id=agent_id)
     )
@@ -382,8 +388,9 @@ async def assign_agent_to_organization(
     operation_id="remove_agent_from_organization",
 )
 async def remove_agent_from_organization(
-    org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession
+    org_id: uuid.UUID, agent_id: uuid.UUID, user: CurrentUser, session: DbSession, request: Request
 ) -> AgentPrivate:
+    forget_cached_principals(request, session, agent_id=agent_id)
     return agent_private(
         await service.unassign_agent(session, org_id=org_id, actor=user, agent_id=agent_id)
     )
@@ -405,8 +412,13 @@ async def admin_list_users(admin: AdminUser, session: DbSession, paging: Paging)
 
 @admin_router.patch("/users/{user_id}", response_model=UserOut, operation_id="admin_update_user")
 async def admin_update_user(
-    user_id: uuid.UUID, body: UserAdminUpdate, admin: AdminUser, session: DbSession
+    user_id: uuid.UUID,
+    body: UserAdminUpdate,
+    admin: AdminUser,
+    session: DbSession,
+    request: Request,
 ) -> UserOut:
+    forget_cached_principals(request, session, user_id=user_id)
     user = await service.update_user(
         session, actor=admin, user_id=user_id, role=body.role, is_active=body.is_active
     )

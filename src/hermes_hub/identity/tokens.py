@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -19,6 +19,7 @@ _API_KEY_DISPLAY_CHARS = 12
 class AccessTokenClaims:
     user_id: uuid.UUID
     role: str
+    expires_at: datetime
 
 
 class InvalidTokenError(Exception):
@@ -61,7 +62,11 @@ def decode_access_token(
             audience=audience,
             options={"require": ["exp", "iat", "iss", "aud", "sub"]},
         )
-        return AccessTokenClaims(user_id=uuid.UUID(str(payload["sub"])), role=str(payload["role"]))
+        return AccessTokenClaims(
+            user_id=uuid.UUID(str(payload["sub"])),
+            role=str(payload["role"]),
+            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+        )
     except (jwt.PyJWTError, KeyError, ValueError) as exc:
         raise InvalidTokenError(str(exc)) from exc
 
