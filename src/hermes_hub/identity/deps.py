@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import DbSession, after_commit
+from hermes_hub.db.session import after_commit, get_database
 from hermes_hub.errors import AuthenticationError, HubError
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.cache import PrincipalCache, token_digest
@@ -66,8 +66,6 @@ async def _resolve(
 
 async def _principal(
     request: Request,
-    session: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
@@ -80,7 +78,10 @@ async def _principal(
     digest = token_digest(token)
     principal = cache.get(digest, now=now)
     if principal is None:
-        principal, valid_until = await _resolve(session, runtime, token, now)
+        # A short session of its own, closed before the handler runs: a cache hit then
+        # needs no connection at all, and no request ever holds two.
+        async with get_database(request).read_sessions() as session:
+            principal, valid_until = await _resolve(session, await get_runtime(request), token, now)
         cache.put(digest, principal, valid_until=valid_until)
     if principal.api_key is not None:
         request.app.state.key_usage.record(principal.api_key, now)
