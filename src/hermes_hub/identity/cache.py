@@ -10,9 +10,11 @@ for up to that many seconds. Set it to 0 to resolve every request from the datab
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +38,44 @@ class PrincipalCache:
     def __init__(self, ttl_seconds: float) -> None:
         self.ttl_seconds = ttl_seconds
         self._entries: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[Principal, datetime]]] = {}
+
+    async def resolve(
+        self, digest: str, lookup: Callable[[], Awaitable[tuple[Principal, datetime]]]
+    ) -> Principal:
+        """Run ``lookup`` once for concurrent misses of the same token and cache its answer.
+
+        When an entry expires under load, every in-flight request of that client misses at
+        once; without this they would all query the database together.
+        """
+        while (pending := self._inflight.get(digest)) is not None:
+            try:
+                principal, _ = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request itself was cancelled
+                continue  # the request doing the lookup went away; try again
+            return principal
+        future: asyncio.Future[tuple[Principal, datetime]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._inflight[digest] = future
+        try:
+            principal, valid_until = await lookup()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Waiters re-raise it; retrieve it here so an unwaited future logs nothing.
+            future.exception()
+            raise
+        else:
+            future.set_result((principal, valid_until))
+            self.put(digest, principal, valid_until=valid_until)
+            return principal
+        finally:
+            del self._inflight[digest]
 
     def get(self, digest: str, *, now: datetime) -> Principal | None:
         entry = self._entries.get(digest)

@@ -78,11 +78,14 @@ async def _principal(
     digest = token_digest(token)
     principal = cache.get(digest, now=now)
     if principal is None:
-        # A short session of its own, closed before the handler runs: a cache hit then
-        # needs no connection at all, and no request ever holds two.
-        async with get_database(request).read_sessions() as session:
-            principal, valid_until = await _resolve(session, await get_runtime(request), token, now)
-        cache.put(digest, principal, valid_until=valid_until)
+
+        async def lookup() -> tuple[Principal, datetime]:
+            # A short session of its own, closed before the handler runs: a cache hit then
+            # needs no connection at all, and no request ever holds two.
+            async with get_database(request).read_sessions() as session:
+                return await _resolve(session, await get_runtime(request), token, now)
+
+        principal = await cache.resolve(digest, lookup)
     if principal.api_key is not None:
         request.app.state.key_usage.record(principal.api_key, now)
     limiter = _limiter(request)
