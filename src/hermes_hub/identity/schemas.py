@@ -222,24 +222,28 @@ class AgentUpdate(InputModel):
         return self
 
 
+def _public_fields(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "description": agent.description,
+        "capabilities": agent.capabilities,
+        "endpoint_url": agent.endpoint_url,
+        "pricing": pricing_of(agent.base_price_units, agent.price_currency),
+        "is_public": agent.is_public,
+        "status": AgentStatus(agent.status),
+        "organization_id": agent.organization_id,
+        "created_at": agent.created_at,
+    }
+
+
 def agent_public(agent: Agent) -> AgentPublic:
-    return AgentPublic(
-        id=agent.id,
-        name=agent.name,
-        description=agent.description,
-        capabilities=agent.capabilities,
-        endpoint_url=agent.endpoint_url,
-        pricing=pricing_of(agent.base_price_units, agent.price_currency),
-        is_public=agent.is_public,
-        status=AgentStatus(agent.status),
-        organization_id=agent.organization_id,
-        created_at=agent.created_at,
-    )
+    return AgentPublic(**_public_fields(agent))
 
 
 def agent_private(agent: Agent) -> AgentPrivate:
     return AgentPrivate(
-        **agent_public(agent).model_dump(),
+        **_public_fields(agent),
         owner_id=agent.owner_id,
         public_key=agent.public_key,
         metadata=agent.agent_metadata,
