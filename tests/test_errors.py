@@ -58,6 +58,19 @@ async def test_malformed_payloads_are_422(client, app, body):
     assert await _user_count(app) == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", b'{"email": "a\\u0000@example.com", "password": "x"}'),
+        ("/api/v1/auth/register", b'{"email": "a@example.com", "password": "correct\\u0000horse"}'),
+        ("/api/v1/auth/login", b'{"email": "a@example.com", "password": NaN}'),
+    ],
+)
+async def test_text_the_database_cannot_store_is_422(client, path, body):
+    response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert_problem(response, 422, "validation_error")
+
+
 async def test_unknown_route_and_method(client):
     assert_problem(await client.get("/api/v1/nope"), 404, "not_found")
     assert_problem(await client.put("/api/v1/auth/login"), 405, "method_not_allowed")

@@ -12,6 +12,13 @@ from hermes_hub.sdk.keys import public_key_b64, sign_b64
 from tests.factories import assert_problem, enroll, register, start_enrollment
 
 
+def _nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def _respond(client, enrollment_id, signature):
     return await client.post(
         f"/api/v1/agents/enroll/{enrollment_id}/respond", json={"signature": signature}
@@ -197,6 +204,9 @@ async def test_two_pending_enrollments_of_one_key_yield_one_agent(client, app):
         {"endpoint_url": "https://user:pw@example.com/"},
         {"endpoint_url": "not a url"},
         {"metadata": {"blob": "x" * 20_000}},
+        {"metadata": {"nul": "a\x00b"}},
+        {"metadata": {"bad\x00key": 1}},
+        {"metadata": {"deep": _nested(40)}},
         {"organization_id": "nope"},
         {"unexpected": True},
     ],

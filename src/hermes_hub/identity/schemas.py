@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     PlainSerializer,
@@ -20,17 +19,10 @@ from pydantic import (
 
 from hermes_hub.identity.models import Agent, AgentStatus, OrgRole, UserRole
 from hermes_hub.kit.money import credits_to_units, units_to_credits
+from hermes_hub.kit.schemas import InputModel, OutputModel
 from hermes_hub.kit.text import clean_text
 
 MAX_METADATA_BYTES = 16 * 1024
-
-
-class InputModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
-
-
-class OutputModel(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
 
 
 def _single_line(value: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.errors import ConflictError, HubError
@@ -362,10 +362,9 @@ async def get_owned_agent(session: AsyncSession, *, agent_id: uuid.UUID, owner: 
     return agent
 
 
-async def list_owned_agents(
-    session: AsyncSession, *, owner: User, limit: int, offset: int
+async def _page_of_agents(
+    session: AsyncSession, condition: ColumnElement[bool], *, limit: int, offset: int
 ) -> tuple[Sequence[Agent], int]:
-    condition = Agent.owner_id == owner.id
     total = await session.scalar(select(func.count()).select_from(Agent).where(condition)) or 0
     agents = await session.scalars(
         select(Agent)
@@ -375,6 +374,12 @@ async def list_owned_agents(
         .offset(offset)
     )
     return agents.all(), total
+
+
+async def list_owned_agents(
+    session: AsyncSession, *, owner: User, limit: int, offset: int
+) -> tuple[Sequence[Agent], int]:
+    return await _page_of_agents(session, Agent.owner_id == owner.id, limit=limit, offset=offset)
 
 
 async def update_agent(
@@ -560,13 +565,6 @@ async def list_org_agents(
     session: AsyncSession, *, org_id: uuid.UUID, user: User, limit: int, offset: int
 ) -> tuple[Sequence[Agent], int]:
     await _require_org_role(session, org_id=org_id, user_id=user.id)
-    condition = Agent.organization_id == org_id
-    total = await session.scalar(select(func.count()).select_from(Agent).where(condition)) or 0
-    agents = await session.scalars(
-        select(Agent)
-        .where(condition)
-        .order_by(Agent.created_at, Agent.id)
-        .limit(limit)
-        .offset(offset)
+    return await _page_of_agents(
+        session, Agent.organization_id == org_id, limit=limit, offset=offset
     )
-    return agents.all(), total
