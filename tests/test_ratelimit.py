@@ -53,3 +53,9 @@ async def test_authenticated_principal_limit(client):
     assert codes[8] == 429
     # Limits are per principal: the owner still has budget.
     assert (await client.get("/api/v1/users/me", headers=owner.headers)).status_code == 200
+
+
+async def test_failed_token_authentication_is_limited_per_ip(client):
+    forged = {"Authorization": "Bearer hhk_" + "B" * 43}
+    codes = [(await client.get("/api/v1/agents/me", headers=forged)).status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]

@@ -85,7 +85,13 @@ async def _principal(
             async with get_database(request).read_sessions() as session:
                 return await _resolve(session, await get_runtime(request), token, now)
 
-        principal = await cache.resolve(digest, lookup)
+        try:
+            principal = await cache.resolve(digest, lookup)
+        except AuthenticationError:
+            # Guessing tokens costs a database lookup each; count failures per address.
+            limiter = _limiter(request)
+            await limiter.hit(limiter.policies.login, "auth-failure", client_ip(request))
+            raise
     if principal.api_key is not None:
         request.app.state.key_usage.record(principal.api_key, now)
     limiter = _limiter(request)
