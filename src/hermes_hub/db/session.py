@@ -131,6 +131,14 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             callback()
 
 
+async def _read_only_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).read_sessions() as session:
+        yield session
+
+
 # scope="function": the commit runs before the response is sent, so a failed commit
 # reaches the client as an error instead of a 200 for a write that never happened.
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+# For a POST that only reads (login): no write transaction, no place in the writer queue,
+# so slow work such as password hashing never holds up requests that write.
+ReadSession = Annotated[AsyncSession, Depends(_read_only_session, scope="function")]

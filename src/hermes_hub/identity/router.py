@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from hermes_hub.db.session import DbSession
+from hermes_hub.db.session import DbSession, ReadSession
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.deps import (
     AdminUser,
@@ -82,7 +82,7 @@ async def register_user(body: RegisterRequest, session: DbSession) -> UserOut:
     dependencies=[Depends(limit_by_ip(lambda p: p.login, "login"))],
 )
 async def login(
-    body: LoginRequest, request: Request, session: DbSession, runtime: RuntimeDep
+    body: LoginRequest, request: Request, session: ReadSession, runtime: RuntimeDep
 ) -> TokenResponse:
     # Also limit per account, so guessing one password from many addresses is throttled too.
     limiter = request.app.state.rate_limiter
