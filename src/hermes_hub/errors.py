@@ -64,16 +64,6 @@ class AuthenticationError(HubError):
         super().__init__(detail, **kwargs)
 
 
-class PermissionDeniedError(HubError):
-    status = 403
-    code = "forbidden"
-
-
-class ServiceUnavailableError(HubError):
-    status = 503
-    code = "service_unavailable"
-
-
 def problem_response(
     *,
     status: int,

@@ -46,9 +46,9 @@ def test_password_policy_codes():
     assert raised.value.code == "password_too_common"
 
 
-def test_password_hash_is_argon2id_and_verifies(monkeypatch):
+async def test_password_hash_is_argon2id_and_verifies(monkeypatch):
     monkeypatch.setattr(passwords, "_hasher", passwords.PasswordHasher())
-    hashed = passwords.hash_password_sync("correct horse battery staple")
+    hashed = await passwords.hash_password("correct horse battery staple")
     assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert passwords._verify(hashed, "correct horse battery staple")
     assert not passwords._verify(hashed, "wrong")

@@ -9,6 +9,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hermes_hub.db.base import Base, UUIDPrimaryKey
+from hermes_hub.kit.money import DEFAULT_CURRENCY
 from hermes_hub.kit.time import utcnow
 
 
@@ -78,7 +79,7 @@ class Agent(UUIDPrimaryKey, Base):
     # "metadata" is reserved on declarative classes, hence the attribute name.
     agent_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     base_price_units: Mapped[int | None] = mapped_column(Integer)
-    price_currency: Mapped[str] = mapped_column(String(8), default="CRD")
+    price_currency: Mapped[str] = mapped_column(String(8), default=DEFAULT_CURRENCY)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=AgentStatus.ACTIVE.value)

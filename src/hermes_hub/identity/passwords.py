@@ -50,10 +50,6 @@ def check_password_policy(password: str, *, user_inputs: tuple[str, ...] = ()) -
         )
 
 
-def hash_password_sync(password: str) -> str:
-    return _hasher.hash(password)
-
-
 async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from hermes_hub.identity.models import Agent, AgentApiKey, User, UserRole
@@ -15,20 +14,8 @@ class Principal:
     api_key: AgentApiKey | None = None
 
     @property
-    def is_user(self) -> bool:
-        return self.user is not None
-
-    @property
-    def is_agent(self) -> bool:
-        return self.agent is not None
-
-    @property
     def is_admin(self) -> bool:
         return self.user is not None and self.user.role == UserRole.ADMIN.value
-
-    @property
-    def user_id(self) -> uuid.UUID | None:
-        return self.user.id if self.user else None
 
     @property
     def rate_limit_key(self) -> str:
