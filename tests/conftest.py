@@ -9,6 +9,7 @@ database whose tables are truncated before each test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -33,7 +34,7 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-every-hmac-0123456789abcd
 GENEROUS_LIMIT = "100000/minute"
 
 
-def _libpq(url: str, database: str | None = None) -> str:
+def libpq_url(url: str, database: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
@@ -65,39 +66,51 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A scratch PostgreSQL database, migrated once, dropped at the end of the session."""
+async def _postgres_admin(sql: str) -> None:
+    assert PG_URL is not None
+    connection = await asyncpg.connect(libpq_url(PG_URL))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """An empty database ``<prefix>_*`` on the test server, dropped afterwards.
+
+    Skips without ``HERMES_TEST_DATABASE_URL``, or fails if CI requires the services.
+    """
     if not PG_URL:
         if REQUIRE_SERVICES:
             pytest.fail("HERMES_TEST_REQUIRE_SERVICES=1 but HERMES_TEST_DATABASE_URL is not set")
         pytest.skip("HERMES_TEST_DATABASE_URL not set")
-    name = f"hermes_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(_libpq(PG_URL))
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         if REQUIRE_SERVICES:
             pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A scratch PostgreSQL database, migrated once, dropped at the end of the session."""
+    with scratch_postgres_database("hermes_test") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 def _truncate_postgres(url: str) -> None:
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
 
     async def run() -> None:
-        connection = await asyncpg.connect(_libpq(url))
+        connection = await asyncpg.connect(libpq_url(url))
         try:
             await connection.execute(f"TRUNCATE {tables} CASCADE")
         finally:

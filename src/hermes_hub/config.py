@@ -140,9 +140,9 @@ def resolve_secret_key(settings: Settings) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(candidate)
     try:
-        os.link(temp_path, key_path)
-    except FileExistsError:
-        pass
+        # Another worker that got here first wins; everyone then reads its key.
+        with contextlib.suppress(FileExistsError):
+            os.link(temp_path, key_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp_path.unlink()

@@ -7,7 +7,6 @@ subprocess, because only ``main()`` turns exceptions into that one line.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -25,13 +24,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from hermes_hub.app import create_app
 from hermes_hub.cli.main import app as cli_app
 from hermes_hub.config import Settings
-from tests.conftest import GENEROUS_LIMIT, PG_URL, REQUIRE_SERVICES, TEST_SECRET
+from tests.conftest import GENEROUS_LIMIT, TEST_SECRET, libpq_url, scratch_postgres_database
 
 SUBPROCESS_TIMEOUT = 60
 SERVER_START_TIMEOUT = 20.0
@@ -185,44 +183,15 @@ class CliRunnerInvoke:
         return self.runner.invoke(cli_app, list(args), input=stdin, env=env, catch_exceptions=True)
 
 
-def _libpq(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-async def _postgres_admin(sql: str) -> None:
-    assert PG_URL is not None
-    connection = await asyncpg.connect(_libpq(PG_URL))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 def postgres_scratch_url() -> Iterator[str]:
     """An empty PostgreSQL database ``hermes_clitest_*`` (unmigrated), dropped afterwards."""
-    if not PG_URL:
-        if REQUIRE_SERVICES:
-            pytest.fail("HERMES_TEST_REQUIRE_SERVICES=1 but HERMES_TEST_DATABASE_URL is not set")
-        pytest.skip("HERMES_TEST_DATABASE_URL not set")
-    name = f"hermes_clitest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database("hermes_clitest") as url:
+        yield url
 
 
 async def postgres_emails(url: str) -> set[str]:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(libpq_url(url))
     try:
         return {row["email"] for row in await connection.fetch("SELECT email FROM users")}
     finally:
