@@ -26,7 +26,7 @@ from hermes_hub.runtime import Runtime, get_runtime
 _bearer = HTTPBearer(auto_error=False, description="A user access token (JWT) or an agent API key.")
 
 
-def _limiter(request: Request) -> RateLimiter:
+def rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
@@ -89,12 +89,12 @@ async def _principal(
             principal = await cache.resolve(digest, lookup)
         except AuthenticationError:
             # Guessing tokens costs a database lookup each; count failures per address.
-            limiter = _limiter(request)
+            limiter = rate_limiter(request)
             await limiter.hit(limiter.policies.login, "auth-failure", client_ip(request))
             raise
     if principal.api_key is not None:
         request.app.state.key_usage.record(principal.api_key, now)
-    limiter = _limiter(request)
+    limiter = rate_limiter(request)
     await limiter.hit(limiter.policies.default, "principal", principal.rate_limit_key)
     structlog.contextvars.bind_contextvars(principal=principal.rate_limit_key)
     return principal
@@ -150,7 +150,7 @@ def limit_by_ip(
     """A dependency counting anonymous requests per client IP under a named policy."""
 
     async def _check(request: Request) -> None:
-        limiter = _limiter(request)
+        limiter = rate_limiter(request)
         await limiter.hit(choose(limiter.policies), scope, client_ip(request))
 
     return _check

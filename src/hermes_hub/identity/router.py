@@ -17,6 +17,7 @@ from hermes_hub.identity.deps import (
     CurrentUser,
     forget_cached_principals,
     limit_by_ip,
+    rate_limiter,
     require_admin,
 )
 from hermes_hub.identity.models import Organization, OrgMembership, OrgRole
@@ -85,7 +86,7 @@ async def login(
     body: LoginRequest, request: Request, session: ReadSession, runtime: RuntimeDep
 ) -> TokenResponse:
     # Also limit per account, so guessing one password from many addresses is throttled too.
-    limiter = request.app.state.rate_limiter
+    limiter = rate_limiter(request)
     await limiter.hit(limiter.policies.login, "login-account", service.normalize_email(body.email))
     user = await service.authenticate_user(session, email=body.email, password=body.password)
     ttl = runtime.settings.access_token_ttl_seconds
