@@ -26,6 +26,7 @@ from hermes_hub.app import create_app
 from hermes_hub.config import Settings
 from hermes_hub.db import migrate
 from hermes_hub.db.registry import Base
+from hermes_hub.ledger.check import check_ledger
 
 PG_URL = os.environ.get("HERMES_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("HERMES_TEST_REDIS_URL")
@@ -177,6 +178,11 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
+        # Whatever a test did, the money must still add up: every test ends with the
+        # equivalent of `hermes ledger check`.
+        async with application.state.database.read_sessions() as session:
+            report = await check_ledger(session)
+        assert report.ok, report.violations
 
 
 @pytest.fixture

@@ -64,4 +64,8 @@ def test_prod_accepts_safe_settings():
         cors_origins=["https://ui.example.com"],
     )
     check_production_safety(safe)
+    assert not safe.sandbox_payments_enabled
     check_production_safety(Settings(env="dev"))
+    assert Settings(env="dev").sandbox_payments_enabled
+    with pytest.raises(UnsafeSettingsError, match="HERMES_SANDBOX_PAYMENTS"):
+        check_production_safety(safe.model_copy(update={"sandbox_payments": True}))

@@ -20,6 +20,8 @@ from hermes_hub.identity.usage import KeyUsageRecorder
 from hermes_hub.kit.logging import configure_logging
 from hermes_hub.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from hermes_hub.kit.ratelimit import RateLimiter
+from hermes_hub.ledger.payments import build_providers
+from hermes_hub.ledger.router import routers as ledger_routers
 from hermes_hub.ops.metrics import RequestObserver
 from hermes_hub.ops.router import router as ops_router
 from hermes_hub.runtime import Runtime
@@ -57,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
-    app.state.runtime = Runtime(settings=settings, secret_key=resolve_secret_key(settings))
+    secret_key = resolve_secret_key(settings)
+    app.state.runtime = Runtime(settings=settings, secret_key=secret_key)
+    app.state.payment_providers = build_providers(settings, secret_key)
     app.state.database = database
     app.state.redis = redis_client
     app.state.rate_limiter = RateLimiter(settings, redis_client=redis_client)
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(ops_router)
-    for router in identity_routers:
+    for router in (*identity_routers, *ledger_routers):
         app.include_router(router)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -76,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContextMiddleware, observe=app.state.request_observer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,17 @@ class Settings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|console)$")
     metrics_token: SecretStr | None = None
 
+    # Money. Percentages allow two decimals (they are kept as basis points).
+    platform_fee_percent: Decimal = Field(default=Decimal("10"), ge=0, le=20, decimal_places=2)
+    org_share_percent: Decimal = Field(default=Decimal("0"), ge=0, le=10, decimal_places=2)
+    min_withdrawal_credits: Decimal = Field(default=Decimal("10"), gt=0, decimal_places=2)
+    max_purchase_credits: Decimal = Field(default=Decimal("10000"), gt=0, decimal_places=2)
+    # Unset means on in development and off in production.
+    sandbox_payments: bool | None = None
+    sandbox_webhook_secret: SecretStr | None = None
+    payment_webhook_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+    checkout_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -80,6 +92,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.resolved_database_url).get_backend_name() == "sqlite"
+
+    @property
+    def sandbox_payments_enabled(self) -> bool:
+        if self.sandbox_payments is None:
+            return self.env is not Environment.PROD
+        return self.sandbox_payments
 
     @property
     def jwt_audience(self) -> str:
@@ -106,6 +124,11 @@ class Settings(BaseSettings):
             )
         if not self.rate_limit_enabled:
             problems.append("HERMES_RATE_LIMIT_ENABLED must not be false")
+        if self.sandbox_payments is True:
+            problems.append(
+                "HERMES_SANDBOX_PAYMENTS must be false: the sandbox provider sells credits "
+                "for test cards"
+            )
         return problems
 
 

@@ -2,5 +2,6 @@
 
 from hermes_hub.db.base import Base
 from hermes_hub.identity import models as identity_models
+from hermes_hub.ledger import models as ledger_models
 
-__all__ = ["Base", "identity_models"]
+__all__ = ["Base", "identity_models", "ledger_models"]

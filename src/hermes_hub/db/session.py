@@ -121,14 +121,18 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+def run_after_commit(session: AsyncSession) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     database = get_database(request)
     opener = database.read_sessions() if request.method in READ_ONLY_METHODS else database.writer()
     async with opener as session:
         yield session
         await session.commit()
-        for callback in session.info.pop(_AFTER_COMMIT, []):
-            callback()
+        run_after_commit(session)
 
 
 async def _read_only_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -142,3 +146,8 @@ DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 # For a POST that only reads (login): no write transaction, no place in the writer queue,
 # so slow work such as password hashing never holds up requests that write.
 ReadSession = Annotated[AsyncSession, Depends(_read_only_session, scope="function")]
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """``"postgresql"`` or ``"sqlite"``: the backend this session talks to."""
+    return session.get_bind().dialect.name

@@ -233,7 +233,7 @@ async def start_enrollment(
     public_key = crypto.parse_public_key(request.public_key)
     await _ensure_key_unused(session, public_key)
     if request.organization_id is not None:
-        await _require_org_role(
+        await require_org_role(
             session, org_id=request.organization_id, user_id=owner.id, roles=ORG_MANAGER_ROLES
         )
     enrollment = Enrollment(
@@ -416,7 +416,7 @@ async def update_agent(
 # ---- organizations ----
 
 
-async def _require_org_role(
+async def require_org_role(
     session: AsyncSession,
     *,
     org_id: uuid.UUID,
@@ -464,7 +464,7 @@ async def list_my_organizations(
 async def get_organization(
     session: AsyncSession, *, org_id: uuid.UUID, user: User
 ) -> tuple[Organization, str]:
-    role = await _require_org_role(session, org_id=org_id, user_id=user.id)
+    role = await require_org_role(session, org_id=org_id, user_id=user.id)
     org = await session.get(Organization, org_id)
     if org is None:
         raise OrganizationNotFoundError("No such organization.")
@@ -474,7 +474,7 @@ async def get_organization(
 async def list_members(
     session: AsyncSession, *, org_id: uuid.UUID, user: User
 ) -> Sequence[tuple[OrgMembership, str]]:
-    await _require_org_role(session, org_id=org_id, user_id=user.id)
+    await require_org_role(session, org_id=org_id, user_id=user.id)
     rows = await session.execute(
         select(OrgMembership, User.email)
         .join(User, User.id == OrgMembership.user_id)
@@ -488,7 +488,7 @@ async def add_member(
     session: AsyncSession, *, org_id: uuid.UUID, actor: User, email: str, role: OrgRole
 ) -> tuple[OrgMembership, str]:
     """Add a user by email. Admins may add members and admins; only owners may add owners."""
-    actor_role = await _require_org_role(
+    actor_role = await require_org_role(
         session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES
     )
     if role is OrgRole.OWNER and actor_role != OrgRole.OWNER.value:
@@ -509,7 +509,7 @@ async def remove_member(
 ) -> None:
     """Owners and admins remove others; anyone may leave. Owners are removed only by owners,
     and an organization never loses its last owner."""
-    actor_role = await _require_org_role(session, org_id=org_id, user_id=actor.id)
+    actor_role = await require_org_role(session, org_id=org_id, user_id=actor.id)
     membership = await session.get(OrgMembership, (org_id, user_id), with_for_update=True)
     if membership is None:
         raise HubError("This user is not a member.", status=404, code="member_not_found")
@@ -538,7 +538,7 @@ async def assign_agent(
     session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID
 ) -> Agent:
     """Move an agent into an org: the actor must own the agent and manage the org."""
-    await _require_org_role(session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES)
+    await require_org_role(session, org_id=org_id, user_id=actor.id, roles=ORG_MANAGER_ROLES)
     agent = await get_owned_agent(session, agent_id=agent_id, owner=actor)
     agent.organization_id = org_id
     await session.flush()
@@ -549,7 +549,7 @@ async def unassign_agent(
     session: AsyncSession, *, org_id: uuid.UUID, actor: User, agent_id: uuid.UUID
 ) -> Agent:
     """Take an agent out of an org: its owner, or a manager of the org, may do it."""
-    role = await _require_org_role(session, org_id=org_id, user_id=actor.id)
+    role = await require_org_role(session, org_id=org_id, user_id=actor.id)
     agent = await session.get(Agent, agent_id)
     if agent is None or agent.organization_id != org_id:
         raise AgentNotFoundError("No such agent in this organization.")
@@ -567,7 +567,7 @@ async def unassign_agent(
 async def list_org_agents(
     session: AsyncSession, *, org_id: uuid.UUID, user: User, limit: int, offset: int
 ) -> tuple[Sequence[Agent], int]:
-    await _require_org_role(session, org_id=org_id, user_id=user.id)
+    await require_org_role(session, org_id=org_id, user_id=user.id)
     return await _page_of_agents(
         session, Agent.organization_id == org_id, limit=limit, offset=offset
     )

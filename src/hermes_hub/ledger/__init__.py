@@ -1,0 +1,1 @@
+"""Money: a double-entry credit ledger with escrow holds, payments and payouts."""
