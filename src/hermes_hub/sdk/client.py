@@ -114,3 +114,21 @@ class HubClient:
     async def current_agent(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/api/v1/agents/me")
         return result
+
+    async def get_wallet(self) -> dict[str, Any]:
+        """The caller's wallet (a user's own, or an agent's earnings for an API key)."""
+        result: dict[str, Any] = await self._request("GET", "/api/v1/wallet")
+        return result
+
+    async def list_wallet_transactions(
+        self, *, cursor: str | None = None, limit: int = 50, kinds: list[str] | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if kinds:
+            params["kind"] = kinds
+        result: dict[str, Any] = await self._request(
+            "GET", "/api/v1/wallet/transactions", params=params
+        )
+        return result

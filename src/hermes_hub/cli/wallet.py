@@ -1,0 +1,50 @@
+"""``hermes wallet``: your wallet, through the hub's HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import typer
+
+from hermes_hub.cli.output import CliError, JsonOption, emit
+from hermes_hub.sdk import HubApiError, HubClient
+
+app = typer.Typer(help="Your wallet, through the hub's HTTP API.", no_args_is_help=True)
+
+
+@app.command("balance")
+def balance(
+    token: str = typer.Option(
+        ...,
+        "--token",
+        envvar="HERMES_TOKEN",
+        help="A user access token, or an agent API key for the agent's earnings.",
+    ),
+    hub: str = typer.Option(
+        "http://127.0.0.1:8080", "--hub", envvar="HERMES_HUB_URL", help="The hub's base URL."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show available, held and total credits."""
+
+    async def run() -> dict[str, Any]:
+        async with HubClient(hub, token=token) as client:
+            return await client.get_wallet()
+
+    try:
+        result = asyncio.run(run())
+    except HubApiError as exc:
+        raise CliError(f"the hub refused: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the hub at {hub}: {exc}") from exc
+    emit(
+        result,
+        as_json=as_json,
+        human=(
+            f"available {result['available']:.2f} {result['currency']}\n"
+            f"held      {result['held']:.2f} {result['currency']}\n"
+            f"total     {result['total']:.2f} {result['currency']}"
+        ),
+    )
