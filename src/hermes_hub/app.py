@@ -38,7 +38,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
 
     database = Database.from_engine(create_engine(settings))
-    redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis_client = (
+        # A blocking pool: past its size, requests wait briefly for a connection instead of
+        # failing at once (the default pool raises on the 101st concurrent request).
+        # from_pool hands the pool to the client, so closing the client closes the pool.
+        redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=settings.redis_pool_size, timeout=5
+            )
+        )
+        if settings.redis_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

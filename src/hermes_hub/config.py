@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_pool_size: int = Field(default=64, ge=1, le=10_000)
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8080"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

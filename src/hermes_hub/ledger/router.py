@@ -33,7 +33,7 @@ from hermes_hub.kit.pagination import MAX_PAGE_SIZE, Page, PageParams, page_para
 from hermes_hub.ledger import accounts, payments, wallets, withdrawals
 from hermes_hub.ledger.check import check_ledger
 from hermes_hub.ledger.errors import WebhookPayloadError
-from hermes_hub.ledger.models import AuditEntry, Checkout, WithdrawalStatus
+from hermes_hub.ledger.models import AuditEntry, WithdrawalStatus
 from hermes_hub.ledger.schemas import (
     AuditEntryOut,
     AuditPage,
@@ -374,7 +374,6 @@ async def pay_sandbox_checkout(
     checkout_id: uuid.UUID,
     body: SandboxPayment,
     user: CurrentUser,
-    session: DbSession,
     database: DatabaseDep,
     providers: Providers,
 ) -> CheckoutOut:
@@ -386,7 +385,10 @@ async def pay_sandbox_checkout(
     provider = payments.require_provider(providers, "sandbox")
     if not isinstance(provider, payments.SandboxProvider):  # pragma: no cover - wiring error
         raise WebhookPayloadError("The sandbox provider is misconfigured.")
-    checkout = await payments.get_checkout(session, checkout_id=checkout_id, user=user)
+    # Reads use their own short session: the event is applied in a write transaction of its
+    # own, and on SQLite a second writer in this request would wait for itself.
+    async with database.read_sessions() as session:
+        checkout = await payments.get_checkout(session, checkout_id=checkout_id, user=user)
     if checkout.provider != provider.name:
         raise HubError(
             "This checkout belongs to another provider.", status=409, code="wrong_provider"
@@ -394,10 +396,8 @@ async def pay_sandbox_checkout(
     payments.ensure_payable(checkout)
     headers, event_body = provider.simulate_payment(checkout, body.card_number)
     await _receive_event(database, provider, headers, event_body)
-    async with database.read_sessions() as fresh:
-        updated = await fresh.get(Checkout, checkout_id)
-    if updated is None:  # pragma: no cover - checkouts are never deleted
-        raise HubError("The checkout vanished.", status=409, code="checkout_missing")
+    async with database.read_sessions() as session:
+        updated = await payments.get_checkout(session, checkout_id=checkout_id, user=user)
     return CheckoutOut.of(updated, None)
 
 
