@@ -15,6 +15,7 @@ from hermes_hub.ledger.journal import TransferRecord
 from hermes_hub.ledger.models import AuditEntry
 
 SYSTEM_ACTOR = "system"
+_APPEND_ENTRY = insert(cast(Table, AuditEntry.__table__))
 
 
 def actor_of(principal: Principal) -> str:
@@ -39,12 +40,13 @@ async def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     await session.execute(
-        insert(cast(Table, AuditEntry.__table__)).values(
-            actor=actor,
-            action=action,
-            request_id=current_request_id(),
-            transfer_ids=[str(transfer.id) for transfer in transfers],
-            details=details or {},
-            created_at=utcnow(),
-        )
+        _APPEND_ENTRY,
+        {
+            "actor": actor,
+            "action": action,
+            "request_id": current_request_id(),
+            "transfer_ids": [str(transfer.id) for transfer in transfers],
+            "details": details or {},
+            "created_at": utcnow(),
+        },
     )
