@@ -278,6 +278,18 @@ async def test_org_wallet_is_for_org_admins(client, app):
         headers=member.headers,
     )
     assert_problem(response, 403, "org_role_required")
+    stranger = await register(client)
+    assert_problem(
+        await client.get(f"/api/v1/orgs/{org['id']}/wallet", headers=stranger.headers),
+        404,
+        "organization_not_found",
+    )
+    response = await client.post(
+        "/api/v1/wallet/transfers",
+        json={"amount": 1, "destination": f"org:{org['id']}"},
+        headers=stranger.headers,
+    )
+    assert_problem(response, 404, "organization_not_found")
 
 
 async def test_idempotency_key_replays_and_conflicts(client, app):
@@ -305,3 +317,19 @@ async def test_idempotency_key_replays_and_conflicts(client, app):
         headers={**other.headers, "Idempotency-Key": "move-1"},
     )
     assert_problem(response, 422, "invalid_transfer")
+
+
+async def test_precision_hidden_in_a_json_float_is_refused_not_rounded(client, app):
+    admin = await make_admin(app, client)
+    user = await register(client)
+    for raw in ("4.2500000000000001", "4.250", "1e2", "4.25e0"):
+        response = await client.post(
+            "/api/v1/admin/ledger/grants",
+            content=f'{{"user_id": "{user.id}", "amount": {raw}, "reason": "exact"}}',
+            headers={**admin.headers, "Content-Type": "application/json"},
+        )
+        if raw == "4.2500000000000001":
+            assert_problem(response, 422, "validation_error")
+        else:
+            assert response.status_code == 201, (raw, response.text)
+    assert (await wallet(client, user))["total_units"] == 425 + 10000 + 425

@@ -44,8 +44,9 @@ def _parse_positive_credits(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("amount must be a number of credits, e.g. 5 or 4.25")
     try:
-        # str() keeps a JSON float's shortest form: 4.25 stays 4.25, not 4.2500000000000001...
-        amount = Decimal(str(value).strip())
+        # Money routes hand over JSON numbers as exact Decimals (kit.exact_json); for a float
+        # from elsewhere, str() keeps its shortest form: 4.25 stays 4.25.
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValueError("amount must be a number of credits, e.g. 5 or 4.25") from exc
     if not amount.is_finite():

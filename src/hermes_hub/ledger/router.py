@@ -28,6 +28,7 @@ from hermes_hub.identity.deps import (
 )
 from hermes_hub.identity.errors import AgentNotFoundError
 from hermes_hub.identity.models import User
+from hermes_hub.kit.exact_json import ExactNumbersRoute
 from hermes_hub.kit.money import credits_to_units, units_to_credits
 from hermes_hub.kit.pagination import MAX_PAGE_SIZE, Page, PageParams, page_params
 from hermes_hub.ledger import accounts, payments, wallets, withdrawals
@@ -72,13 +73,19 @@ IdempotencyKey = Annotated[
 ]
 CSV_EXPORT_LIMIT = 100_000
 
-wallet_router = APIRouter(prefix="/api/v1/wallet", tags=["wallet"])
+# Money routes parse JSON numbers as exact decimals (see kit.exact_json).
+wallet_router = APIRouter(prefix="/api/v1/wallet", tags=["wallet"], route_class=ExactNumbersRoute)
 earnings_router = APIRouter(prefix="/api/v1/agents", tags=["wallet"])
 org_wallet_router = APIRouter(prefix="/api/v1/orgs", tags=["wallet"])
 payments_router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
-withdrawals_router = APIRouter(prefix="/api/v1", tags=["withdrawals"])
+withdrawals_router = APIRouter(
+    prefix="/api/v1", tags=["withdrawals"], route_class=ExactNumbersRoute
+)
 ledger_admin_router = APIRouter(
-    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)]
+    prefix="/api/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    route_class=ExactNumbersRoute,
 )
 
 
