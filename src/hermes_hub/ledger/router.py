@@ -26,7 +26,6 @@ from hermes_hub.identity.deps import (
     CurrentUser,
     require_admin,
 )
-from hermes_hub.identity.errors import AgentNotFoundError
 from hermes_hub.identity.models import User
 from hermes_hub.kit.exact_json import ExactNumbersRoute
 from hermes_hub.kit.money import credits_to_units, units_to_credits
@@ -442,14 +441,6 @@ async def list_my_earnings_transactions(
     )
 
 
-async def _owned_agent_ref(session: AsyncSession, agent_id: uuid.UUID, user: User) -> str:
-    try:
-        agent = await identity.get_owned_agent(session, agent_id=agent_id, owner=user)
-    except AgentNotFoundError:
-        raise AgentNotFoundError("No such agent among yours.") from None
-    return accounts.agent_ref(agent.id)
-
-
 @earnings_router.get(
     "/{agent_id}/earnings", response_model=WalletOut, operation_id="get_agent_earnings"
 )
@@ -457,7 +448,7 @@ async def get_agent_earnings(
     agent_id: uuid.UUID, user: CurrentUser, session: DbSession
 ) -> WalletOut:
     """An agent's earnings wallet, for its owner."""
-    owner_ref = await _owned_agent_ref(session, agent_id, user)
+    owner_ref = await wallets.owned_agent_ref(session, agent_id=agent_id, owner=user)
     return WalletOut.of(await wallets.balance_of(session, owner_ref))
 
 
@@ -477,7 +468,7 @@ async def list_agent_earnings_transactions(
     limit: Limit = 50,
     format: Format = "json",
 ) -> TransactionPage | StreamingResponse:
-    owner_ref = await _owned_agent_ref(session, agent_id, user)
+    owner_ref = await wallets.owned_agent_ref(session, agent_id=agent_id, owner=user)
     return await _statement_response(
         session,
         database,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from hermes_hub.identity import service as identity
-from hermes_hub.identity.models import Agent, OrgRole, User
+from hermes_hub.identity.models import OrgRole, User
 from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.money import DEFAULT_CURRENCY
 from hermes_hub.ledger import accounts, audit
@@ -27,7 +26,7 @@ from hermes_hub.ledger.journal import (
     derive_id,
     replayed,
 )
-from hermes_hub.ledger.models import AccountKind, TransferKind, TransferPhase
+from hermes_hub.ledger.models import TransferKind, TransferPhase
 
 ORG_MONEY_ROLES = frozenset({OrgRole.OWNER.value, OrgRole.ADMIN.value})
 
@@ -302,15 +301,3 @@ async def _single(
         details={**details, "amount": amount},
     )
     return record
-
-
-async def agents_of_owner(session: AsyncSession, owner: User) -> Sequence[Agent]:
-    return (await session.scalars(select(Agent).where(Agent.owner_id == owner.id))).all()
-
-
-def is_wallet_kind(kind: str) -> bool:
-    return kind in {
-        AccountKind.USER_WALLET.value,
-        AccountKind.AGENT_WALLET.value,
-        AccountKind.ORG_WALLET.value,
-    }
