@@ -86,8 +86,9 @@ async def hold(
 ) -> Hold:
     """Hold ``amount`` of the payer's credits for a contract.
 
-    One hold per contract: asking again for the same contract, payer and amount returns the
-    existing hold (a retry); anything else is a conflict.
+    One hold per contract: asking again for the same contract and payer returns the existing
+    hold (a retry) while it is held for that amount or after it was resolved; a different
+    payer, or a different amount while it is held, is a conflict.
     """
     if amount <= 0:
         raise InvalidAmountError("A hold must be positive.")
@@ -199,6 +200,9 @@ async def release(
     if percent == 0:
         return ReleaseOutcome(hold=record, settlement=None)
     released = record.amount * percent // 100
+    if released == 0:
+        # A hold of a unit or two can round down to nothing released: it all goes back.
+        return await _release_nothing(session, record, rates=rates, actor=actor)
     return await _settle_locked(
         session,
         record,
@@ -226,9 +230,8 @@ async def settle(
     if not 0 <= released <= record.amount:
         raise InvalidAmountError("The released amount lies between 0 and the hold.")
     if released == 0:
-        return ReleaseOutcome(
-            hold=await _refund_locked(session, record, actor=actor), settlement=None
-        )
+        return await _release_nothing(session, record, rates=rates, actor=actor)
+
     return await _settle_locked(
         session,
         record,
@@ -237,6 +240,20 @@ async def settle(
         payee_agent_id=payee_agent_id,
         rates=rates,
         actor=actor,
+    )
+
+
+async def _release_nothing(
+    session: AsyncSession, record: Hold, *, rates: FeeRates, actor: str
+) -> ReleaseOutcome:
+    settlement = split_release(
+        held=record.amount,
+        released=0,
+        platform_fee_bp=rates.platform_fee_bp,
+        org_share_bp=rates.org_share_bp,
+    )
+    return ReleaseOutcome(
+        hold=await _refund_locked(session, record, actor=actor), settlement=settlement
     )
 
 
