@@ -13,6 +13,7 @@ from hermes_hub.identity.models import Agent, Organization, User
 from hermes_hub.kit.time import utcnow
 from hermes_hub.ledger import accounts, escrow, wallets
 from hermes_hub.ledger.errors import (
+    AccountNotFoundError,
     HoldResolvedError,
     IdempotencyKeyReusedError,
     InsufficientFundsError,
@@ -279,3 +280,10 @@ async def test_an_expired_hold_cannot_be_released_and_is_refunded_by_the_sweep(d
     assert state.debits_pending == 1_000  # only the live hold is still held
     await _release(database, live.id, 1.0, agent_id)
     await assert_ledger_ok(app)
+
+
+async def test_hold_from_an_unknown_account_is_not_found_and_writes_nothing(database, app):
+    with pytest.raises(AccountNotFoundError):
+        await _hold(database, uuid.uuid4(), 100)
+    report = await assert_ledger_ok(app)
+    assert report["transfers"] == 0

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hermes_hub.db.session import dialect_name
 from hermes_hub.kit.money import DEFAULT_CURRENCY
 from hermes_hub.kit.time import utcnow
+from hermes_hub.ledger.errors import AccountNotFoundError
 from hermes_hub.ledger.journal import ACCOUNTS, AccountState
 from hermes_hub.ledger.models import AccountKind
 
@@ -146,8 +147,7 @@ async def world_account(session: AsyncSession, currency: str = DEFAULT_CURRENCY)
 async def read_account(session: AsyncSession, account_id: uuid.UUID) -> AccountState:
     row = (await session.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account_id))).first()
     if row is None:
-        # Read paths open wallets before reading them, so this is an internal inconsistency.
-        raise LookupError(f"ledger account {account_id} does not exist")
+        raise AccountNotFoundError("No such ledger account.")
     return AccountState.from_row(row)
 
 
