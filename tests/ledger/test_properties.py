@@ -451,6 +451,8 @@ class LedgerMachine(RuleBasedStateMachine):
     new_database_url: ClassVar[Callable[[], str]]
     drop_database: ClassVar[Callable[[str], None]]
     data_dir: ClassVar[Path]
+    # How many times the database was compared with the model, over all examples.
+    database_checks: ClassVar[int] = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -1211,6 +1213,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(self._check_database())
 
     async def _check_database(self) -> None:
+        type(self).database_checks += 1
         async with self.db.read_sessions() as session:
             report = await check_ledger(session)
             rows = (await session.execute(select(ACCOUNTS))).all()
@@ -1270,7 +1273,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def _run_ledger_machine(
     backend: str, database_url: str, tmp_path: Path, *, max_examples: int, steps: int
-) -> None:
+) -> int:
+    """Run the machine; return how many times it compared the database with its model."""
     if backend == "sqlite":
         # The fixture's file is freshly migrated and never opened: copy it for each example.
         template = Path(str(make_url(database_url).database))
@@ -1310,10 +1314,13 @@ def _run_ledger_machine(
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
+    return Machine.database_checks
 
 
 def test_ledger_state_machine(backend: str, database_url: str, tmp_path: Path) -> None:
-    _run_ledger_machine(backend, database_url, tmp_path, max_examples=20, steps=40)
+    checks = _run_ledger_machine(backend, database_url, tmp_path, max_examples=20, steps=40)
+    # The invariants run after every step: a machine that never stepped checked nothing.
+    assert checks >= 20
 
 
 @pytest.mark.slow
@@ -1323,7 +1330,8 @@ def test_ledger_state_machine_long(
     # The marker alone does not deselect it, so it also skips unless `-m slow` asked for it.
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("long property run: opt in with -m slow")
-    _run_ledger_machine(backend, database_url, tmp_path, max_examples=200, steps=80)
+    checks = _run_ledger_machine(backend, database_url, tmp_path, max_examples=200, steps=80)
+    assert checks >= 200
 
 
 # ======================================================================================

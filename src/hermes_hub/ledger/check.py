@@ -66,8 +66,9 @@ async def check_ledger(session: AsyncSession, *, max_violations: int = 200) -> L
     await _check_counters(session, report)
     await _check_totals(session, report)
     await _check_resolutions(session, report)
-    await _check_holds(session, report)
-    await _check_withdrawals_and_checkouts(session, report)
+    resolutions = await _resolution_by_pending(session)
+    await _check_holds(session, report, resolutions)
+    await _check_withdrawals_and_checkouts(session, report, resolutions)
     del report.violations[max_violations:]
     return report
 
@@ -213,8 +214,9 @@ async def _resolution_by_pending(session: AsyncSession) -> dict[Any, tuple[str, 
     return {row.pending_id: (row.phase, row.amount) for row in rows}
 
 
-async def _check_holds(session: AsyncSession, report: LedgerReport) -> None:
-    resolutions = await _resolution_by_pending(session)
+async def _check_holds(
+    session: AsyncSession, report: LedgerReport, resolutions: dict[Any, tuple[str, int]]
+) -> None:
     escrows = {
         row.id: row
         for row in (
@@ -278,8 +280,9 @@ async def _check_holds(session: AsyncSession, report: LedgerReport) -> None:
             report.violations.append(f"{name}: refund does not match a void")
 
 
-async def _check_withdrawals_and_checkouts(session: AsyncSession, report: LedgerReport) -> None:
-    resolutions = await _resolution_by_pending(session)
+async def _check_withdrawals_and_checkouts(
+    session: AsyncSession, report: LedgerReport, resolutions: dict[Any, tuple[str, int]]
+) -> None:
     expected = {
         WithdrawalStatus.REQUESTED.value: None,
         WithdrawalStatus.APPROVED.value: TransferPhase.POST_PENDING.value,

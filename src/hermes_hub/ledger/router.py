@@ -7,6 +7,7 @@ import io
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -120,33 +121,56 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 Format = Annotated[Literal["json", "csv"], Query(description="csv exports every matching row.")]
 
 
-async def _statement_response(
-    session: AsyncSession,
-    database: Database,
-    *,
-    owner_ref: str,
-    filters: StatementFilter,
-    cursor: str | None,
-    limit: int,
-    output: str,
-) -> TransactionPage | StreamingResponse:
-    if output == "csv":
-        return StreamingResponse(
-            _csv_rows(database, owner_ref=owner_ref, filters=filters),
-            media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+@dataclass(frozen=True)
+class StatementRequest:
+    """The query of a statement route (filters, page, format), ready to answer for a wallet."""
+
+    session: AsyncSession
+    database: Database
+    filters: StatementFilter
+    cursor: str | None
+    limit: int
+    output: str
+
+    async def respond(self, owner_ref: str) -> TransactionPage | StreamingResponse:
+        if self.output == "csv":
+            return StreamingResponse(
+                _csv_rows(self.database, owner_ref=owner_ref, filters=self.filters),
+                media_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+            )
+        lines, next_seq = await wallets.statement(
+            self.session,
+            owner_ref=owner_ref,
+            filters=self.filters,
+            before_seq=int(self.cursor) if self.cursor else None,
+            limit=self.limit,
         )
-    lines, next_seq = await wallets.statement(
-        session,
-        owner_ref=owner_ref,
+        return TransactionPage(
+            items=[TransactionOut.of(line) for line in lines],
+            next_cursor=str(next_seq) if next_seq is not None else None,
+        )
+
+
+async def _statement_request(
+    session: DbSession,
+    database: DatabaseDep,
+    filters: Filters,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    format: Format = "json",
+) -> StatementRequest:
+    return StatementRequest(
+        session=session,
+        database=database,
         filters=filters,
-        before_seq=int(cursor) if cursor else None,
+        cursor=cursor,
         limit=limit,
+        output=format,
     )
-    return TransactionPage(
-        items=[TransactionOut.of(line) for line in lines],
-        next_cursor=str(next_seq) if next_seq is not None else None,
-    )
+
+
+Statement = Annotated[StatementRequest, Depends(_statement_request)]
 
 
 CSV_COLUMNS = (
@@ -230,22 +254,9 @@ async def get_wallet(principal: CurrentPrincipal, session: DbSession) -> WalletO
 )
 async def list_wallet_transactions(
     principal: CurrentPrincipal,
-    session: DbSession,
-    database: DatabaseDep,
-    filters: Filters,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    format: Format = "json",
+    statement: Statement,
 ) -> TransactionPage | StreamingResponse:
-    return await _statement_response(
-        session,
-        database,
-        owner_ref=wallets.own_ref(principal),
-        filters=filters,
-        cursor=cursor,
-        limit=limit,
-        output=format,
-    )
+    return await statement.respond(wallets.own_ref(principal))
 
 
 @wallet_router.post(
@@ -423,22 +434,9 @@ async def get_my_earnings(agent: CurrentAgent, session: DbSession) -> WalletOut:
 )
 async def list_my_earnings_transactions(
     agent: CurrentAgent,
-    session: DbSession,
-    database: DatabaseDep,
-    filters: Filters,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    format: Format = "json",
+    statement: Statement,
 ) -> TransactionPage | StreamingResponse:
-    return await _statement_response(
-        session,
-        database,
-        owner_ref=accounts.agent_ref(agent.id),
-        filters=filters,
-        cursor=cursor,
-        limit=limit,
-        output=format,
-    )
+    return await statement.respond(accounts.agent_ref(agent.id))
 
 
 @earnings_router.get(
@@ -461,23 +459,10 @@ async def get_agent_earnings(
 async def list_agent_earnings_transactions(
     agent_id: uuid.UUID,
     user: CurrentUser,
-    session: DbSession,
-    database: DatabaseDep,
-    filters: Filters,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    format: Format = "json",
+    statement: Statement,
 ) -> TransactionPage | StreamingResponse:
-    owner_ref = await wallets.owned_agent_ref(session, agent_id=agent_id, owner=user)
-    return await _statement_response(
-        session,
-        database,
-        owner_ref=owner_ref,
-        filters=filters,
-        cursor=cursor,
-        limit=limit,
-        output=format,
-    )
+    owner_ref = await wallets.owned_agent_ref(statement.session, agent_id=agent_id, owner=user)
+    return await statement.respond(owner_ref)
 
 
 # ---- organization wallets ----
@@ -499,23 +484,10 @@ async def get_org_wallet(org_id: uuid.UUID, user: CurrentUser, session: DbSessio
 async def list_org_wallet_transactions(
     org_id: uuid.UUID,
     user: CurrentUser,
-    session: DbSession,
-    database: DatabaseDep,
-    filters: Filters,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    format: Format = "json",
+    statement: Statement,
 ) -> TransactionPage | StreamingResponse:
-    owner_ref = await wallets.managed_org_ref(session, org_id=org_id, user=user)
-    return await _statement_response(
-        session,
-        database,
-        owner_ref=owner_ref,
-        filters=filters,
-        cursor=cursor,
-        limit=limit,
-        output=format,
-    )
+    owner_ref = await wallets.managed_org_ref(statement.session, org_id=org_id, user=user)
+    return await statement.respond(owner_ref)
 
 
 # ---- withdrawals ----
