@@ -1,7 +1,8 @@
 """Import every domain's models so ``Base.metadata`` knows all tables (Alembic reads this)."""
 
 from hermes_hub.db.base import Base
+from hermes_hub.events import models as event_models
 from hermes_hub.identity import models as identity_models
 from hermes_hub.ledger import models as ledger_models
 
-__all__ = ["Base", "identity_models", "ledger_models"]
+__all__ = ["Base", "event_models", "identity_models", "ledger_models"]

@@ -90,12 +90,15 @@ class Database:
     write_lock: asyncio.Lock | None
 
     @classmethod
-    def from_engine(cls, engine: AsyncEngine) -> Database:
+    def from_engine(
+        cls, engine: AsyncEngine, *, session_info: dict[str, Any] | None = None
+    ) -> Database:
+        """``session_info`` is copied into every session's ``info`` (e.g. the event broker)."""
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         return cls(
             engine=engine,
-            read_sessions=async_sessionmaker(engine, expire_on_commit=False),
-            write_sessions=async_sessionmaker(writer, expire_on_commit=False),
+            read_sessions=async_sessionmaker(engine, expire_on_commit=False, info=session_info),
+            write_sessions=async_sessionmaker(writer, expire_on_commit=False, info=session_info),
             write_lock=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
         )
 

@@ -1,0 +1,1 @@
+"""Durable per-recipient events and their live push over WebSockets."""
