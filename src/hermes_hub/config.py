@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     enrollment_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Event sockets: a ping, a presence refresh and a re-read of the log this often.
+    ws_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
 
     rate_limit_enabled: bool = True
     rate_limit_default: str = "600/minute"
@@ -71,6 +73,12 @@ class Settings(BaseSettings):
     sandbox_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
     checkout_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
+    # The mesh: contract deadlines and the scheduler that enforces them.
+    auto_settle_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+    default_delivery_seconds: int = Field(default=3600, ge=1, le=30 * 86_400)
+    scheduler_enabled: bool = True
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -3,6 +3,15 @@
 from hermes_hub.db.base import Base
 from hermes_hub.events import models as event_models
 from hermes_hub.identity import models as identity_models
+from hermes_hub.kit import idempotency as idempotency_models
 from hermes_hub.ledger import models as ledger_models
+from hermes_hub.mesh import models as mesh_models
 
-__all__ = ["Base", "event_models", "identity_models", "ledger_models"]
+__all__ = [
+    "Base",
+    "event_models",
+    "idempotency_models",
+    "identity_models",
+    "ledger_models",
+    "mesh_models",
+]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 _MAX_NESTING = 32
 
@@ -45,3 +46,25 @@ class InputModel(BaseModel):
 
 class OutputModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+def _plain_numbers(value: Any) -> Any:
+    # Exact-number routes (kit.exact_json) parse every JSON fraction as a Decimal; free-form
+    # JSON that is stored as given goes back to ordinary numbers so it can be serialized.
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value() and "." not in str(value):
+            return int(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("numbers must fit a 64-bit float")
+        return number
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    return value
+
+
+# Any JSON value a client sends to be stored and handed back as it came.
+FreeJSON = Annotated[Any, BeforeValidator(_plain_numbers)]
+JSONObject = Annotated[dict[str, Any], BeforeValidator(_plain_numbers)]

@@ -1,0 +1,122 @@
+"""Idempotency keys for POSTs that create or move something.
+
+The first request with a key stores its response in the same transaction as its change; a
+retry with the same key and the same request gets that response back without running
+again; the same key with a different request is a 422. Keys belong to one principal, so
+two callers can never see each other's responses. Records are kept for
+``RETENTION`` and then purged by the scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy import Integer, String, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hermes_hub.db.base import Base
+from hermes_hub.db.session import Database
+from hermes_hub.db.transaction import in_transaction
+from hermes_hub.errors import HubError
+from hermes_hub.kit.time import utcnow
+
+RETENTION = timedelta(hours=24)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    principal: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class IdempotencyKeyMismatchError(HubError):
+    status = 422
+    code = "idempotency_key_mismatch"
+
+
+def fingerprint(method: str, path: str, payload: Any) -> str:
+    canonical = json.dumps(
+        {"method": method, "path": path, "body": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int
+    body: dict[str, Any]
+
+
+async def run_idempotent(
+    database: Database,
+    *,
+    principal: str,
+    key: str | None,
+    request_fingerprint: str,
+    work: Callable[[AsyncSession], Awaitable[Outcome]],
+) -> JSONResponse:
+    """Run ``work`` in one transaction, or replay the response stored under ``key``.
+
+    Two concurrent first requests with one key both run; the loser's insert of the key
+    fails and ``in_transaction`` runs it again, when it finds and replays the winner's.
+    """
+
+    async def unit(session: AsyncSession) -> Outcome:
+        if key is not None:
+            stored = await session.get(IdempotencyRecord, (principal, key))
+            if stored is not None:
+                if stored.fingerprint != request_fingerprint:
+                    raise IdempotencyKeyMismatchError(
+                        "This Idempotency-Key was used with a different request; "
+                        "use a new key for a new request."
+                    )
+                return Outcome(stored.status_code, stored.body)
+        outcome = await work(session)
+        if key is not None:
+            session.add(
+                IdempotencyRecord(
+                    principal=principal,
+                    key=key,
+                    fingerprint=request_fingerprint,
+                    status_code=outcome.status_code,
+                    body=outcome.body,
+                )
+            )
+            await session.flush()
+        return outcome
+
+    outcome = await in_transaction(database, unit)
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -> int:
+    moment = (now or utcnow()) - RETENTION
+    result = await session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < moment)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def stored_keys(session: AsyncSession, principal: str) -> list[str]:
+    return list(
+        (
+            await session.scalars(
+                select(IdempotencyRecord.key).where(IdempotencyRecord.principal == principal)
+            )
+        ).all()
+    )

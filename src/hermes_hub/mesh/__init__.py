@@ -1,0 +1,1 @@
+"""The mesh protocol: contracts, bids, award, delivery, validation, settlement and disputes."""

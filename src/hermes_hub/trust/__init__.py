@@ -1,0 +1,1 @@
+"""Trust: scores earned from measured outcomes, levels and the gates they open."""
