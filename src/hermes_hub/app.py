@@ -22,6 +22,8 @@ from hermes_hub.kit.middleware import BodySizeLimitMiddleware, RequestContextMid
 from hermes_hub.kit.ratelimit import RateLimiter
 from hermes_hub.ledger.payments import build_providers
 from hermes_hub.ledger.router import routers as ledger_routers
+from hermes_hub.mesh.router import routers as mesh_routers
+from hermes_hub.mesh.scheduler import MeshScheduler
 from hermes_hub.ops.metrics import RequestObserver
 from hermes_hub.ops.router import router as ops_router
 from hermes_hub.runtime import Runtime
@@ -53,9 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        app.state.mesh_scheduler.start()
         try:
             yield
         finally:
+            await app.state.mesh_scheduler.stop()
             await app.state.key_usage.drain()
             await database.dispose()
             if redis_client is not None:
@@ -78,11 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings, redis_client=redis_client)
     app.state.request_observer = RequestObserver(database.engine)
     app.state.key_usage = KeyUsageRecorder(database)
+    app.state.mesh_scheduler = MeshScheduler(database, settings)
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
 
     install_error_handlers(app)
     app.include_router(ops_router)
-    for router in (*identity_routers, *ledger_routers):
+    for router in (*identity_routers, *ledger_routers, *mesh_routers):
         app.include_router(router)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
