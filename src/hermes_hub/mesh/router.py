@@ -52,8 +52,8 @@ from hermes_hub.mesh.schemas import (
 from hermes_hub.mesh.scoring import Candidate, rank_bids, speed_horizon
 from hermes_hub.mesh.service import Access, ContractDraft, Party, Viewer
 from hermes_hub.mesh.states import ContractMode, ContractStatus
-from hermes_hub.trust.levels import Complexity
 from hermes_hub.runtime import Runtime, get_runtime
+from hermes_hub.trust.levels import Complexity
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

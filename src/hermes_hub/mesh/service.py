@@ -167,6 +167,25 @@ async def _lock(session: AsyncSession, contract_id: uuid.UUID, *, shared: bool =
     return contract
 
 
+async def _require_requester(
+    session: AsyncSession, contract: Contract, by: Party, verb: str
+) -> None:
+    """Only the requester may; someone who may not even see the contract gets a 404."""
+    if by.is_requester_of(contract):
+        return
+    sees = by.is_admin or (_open_to_agents(contract) and by.agent_id is not None)
+    if not sees and by.agent_id is not None:
+        sees = contract.awarded_agent_id == by.agent_id or (
+            await session.scalar(
+                select(Bid.id).where(Bid.contract_id == contract.id, Bid.agent_id == by.agent_id)
+            )
+            is not None
+        )
+    if not sees:
+        raise ContractNotFoundError("No such contract.")
+    raise NotRequesterError(f"Only the requester can {verb} this contract.")
+
+
 def _status(contract: Contract) -> ContractStatus:
     return ContractStatus(contract.status)
 
@@ -516,8 +535,8 @@ async def award(
             return None
     else:
         contract = await _lock(session, contract_id)
-    if by is not None and not (by.is_requester_of(contract)):
-        raise NotRequesterError("Only the requester can award this contract.")
+    if by is not None:
+        await _require_requester(session, contract, by, "award")
     next_status(_status(contract), A.AWARD)
     if contract.mode == ContractMode.CLAIM.value:
         raise ConflictError("A claim-mode contract is taken by claiming.", code="wrong_mode")
@@ -676,8 +695,7 @@ async def cancel(
     session: AsyncSession, *, contract_id: uuid.UUID, by: Party, now: datetime
 ) -> Contract:
     contract = await _lock(session, contract_id)
-    if not by.is_requester_of(contract):
-        raise NotRequesterError("Only the requester can cancel this contract.")
+    await _require_requester(session, contract, by, "cancel")
     next_status(_status(contract), A.CANCEL)
     hold = await _hold_of(session, contract)
     await escrow.refund(session, hold_id=hold.id, actor=by.ref)
@@ -814,8 +832,8 @@ async def settle(
             return None
     else:
         contract = await _lock(session, contract_id)
-    if by is not None and not by.is_requester_of(contract):
-        raise NotRequesterError("Only the requester can settle this contract.")
+    if by is not None:
+        await _require_requester(session, contract, by, "settle")
     score = validation_score
     if score is None:
         score = (
