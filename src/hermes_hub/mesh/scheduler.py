@@ -28,6 +28,11 @@ from hermes_hub.mesh import service
 
 logger = structlog.get_logger(__name__)
 PURGE_EVERY_SECONDS = 600.0
+# A contract whose handling failed is left alone this long, so one broken row cannot turn
+# the loop into a busy retry; everything else keeps flowing.
+FAILURE_BACKOFF_SECONDS = 30.0
+# Overdue work remains only when it failed or another worker holds it: look again soon.
+OVERDUE_RECHECK_SECONDS = 0.05
 
 
 class MeshScheduler:
@@ -37,6 +42,7 @@ class MeshScheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
+        self._failed_until: dict[uuid.UUID, float] = {}
 
     def wake(self) -> None:
         """Look again now: a contract was created, so the next due time may be sooner."""
@@ -48,7 +54,10 @@ class MeshScheduler:
         done: dict[str, int] = {}
         async with self.database.read_sessions() as session:
             due = await service.due_contract_ids(session, now=moment)
+        clock = asyncio.get_running_loop().time()
         for contract_id in due:
+            if self._failed_until.get(contract_id, 0.0) > clock:
+                continue
 
             async def unit(
                 session: AsyncSession, contract_id: uuid.UUID = contract_id
@@ -61,7 +70,9 @@ class MeshScheduler:
                 action = await in_transaction(self.database, unit)
             except Exception:  # one bad contract must not stop the others
                 logger.exception("scheduler_contract_failed", contract_id=str(contract_id))
+                self._failed_until[contract_id] = clock + FAILURE_BACKOFF_SECONDS
                 continue
+            self._failed_until.pop(contract_id, None)
             if action is not None:
                 done[action] = done.get(action, 0) + 1
         return done
@@ -72,7 +83,8 @@ class MeshScheduler:
         poll = self.settings.scheduler_poll_seconds
         if due is None:
             return poll
-        return max(0.0, min(poll, (due - utcnow()).total_seconds()))
+        remaining = (due - utcnow()).total_seconds()
+        return OVERDUE_RECHECK_SECONDS if remaining <= 0 else min(poll, remaining)
 
     async def _purge(self) -> None:
         loop = asyncio.get_running_loop()
