@@ -29,9 +29,7 @@ async def capable_agent(
     return await enroll(client, owner, capabilities=capabilities or ["summarize"])
 
 
-async def post_contract(
-    client: httpx.AsyncClient, requester: Any, **fields: Any
-) -> dict[str, Any]:
+async def post_contract(client: httpx.AsyncClient, requester: Any, **fields: Any) -> dict[str, Any]:
     body = {"intent": "Summarize this report", "capability": "summarize", "reward": 5, **fields}
     response = await client.post(CONTRACTS, json=body, headers=requester.headers)
     assert response.status_code == 201, response.text

@@ -14,8 +14,12 @@ async def test_auction_lifecycle_moves_money_through_escrow(app, client):
     assert contract["held"] == 5
     assert (await wallet(client, requester))["held"] == 5
 
-    assert (await bid(client, first, contract["id"], price=4, eta_seconds=30, confidence=0.95)).status_code == 201
-    assert (await bid(client, second, contract["id"], price=3, eta_seconds=60, confidence=0.8)).status_code == 201
+    assert (
+        await bid(client, first, contract["id"], price=4, eta_seconds=30, confidence=0.95)
+    ).status_code == 201
+    assert (
+        await bid(client, second, contract["id"], price=3, eta_seconds=60, confidence=0.8)
+    ).status_code == 201
 
     award = await client.post(f"{CONTRACTS}/{contract['id']}/award", headers=requester.headers)
     assert award.status_code == 200, award.text
@@ -26,7 +30,9 @@ async def test_auction_lifecycle_moves_money_through_escrow(app, client):
     assert (await wallet(client, requester))["held"] == 4
 
     delivered = await client.post(
-        f"{CONTRACTS}/{contract['id']}/deliver", json={"data": {"summary": "ok"}}, headers=first.headers
+        f"{CONTRACTS}/{contract['id']}/deliver",
+        json={"data": {"summary": "ok"}},
+        headers=first.headers,
     )
     assert delivered.status_code == 200, delivered.text
     assert delivered.json()["status"] == "delivered"

@@ -391,7 +391,7 @@ async def place_bid(
             note=body.note,
             now=utcnow(),
         )
-        out = BidPlaced(**_bid_out(placed.bid).model_dump(), replaced=placed.replaced)
+        out = BidPlaced(**dict(_bid_out(placed.bid)), replaced=placed.replaced)
         return Outcome(200 if placed.replaced else 201, _dump(out))
 
     principal = Principal(agent=agent)
@@ -723,11 +723,9 @@ async def preview_ranking(
     body: PreviewRequest, principal: CurrentPrincipal, session: DbSession
 ) -> RankingOut:
     """Rank a contract's bids, or hypothetical bids, by your (or the given) preferences."""
-    values = (
-        _values(body.preferences)
-        if body.preferences is not None
-        else await prefs.get_preferences(session, principal.rate_limit_key)
-    )
+    # Whose preferences: those sent, else the contract requester's (what the award will
+    # use; an owner previewing its agent's contract sees the agent's), else the caller's.
+    owner_ref = principal.rate_limit_key
     labels: dict[str, str | None] = {}
     if body.contract_id is not None:
         viewer = await service.viewer_of(session, principal)
@@ -736,6 +734,7 @@ async def preview_ranking(
         )
         if not access.full:
             raise service.NotRequesterError("Only the requester can preview its contract's bids.")
+        owner_ref = service.requester_ref(contract)
         candidates = await service.candidates_for(
             session, contract, await service.bids_of(session, contract.id)
         )
@@ -762,6 +761,11 @@ async def preview_ranking(
         raise HubError(
             "Send contract_id, or bids with a reward.", status=422, code="invalid_preview"
         )
+    values = (
+        _values(body.preferences)
+        if body.preferences is not None
+        else await prefs.get_preferences(session, owner_ref)
+    )
     ranked = rank_bids(
         candidates,
         reward_units=reward,

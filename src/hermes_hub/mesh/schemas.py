@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from hermes_hub.identity.schemas import Capability
 from hermes_hub.kit.money import CreditAmount, Credits
@@ -16,8 +16,18 @@ from hermes_hub.mesh.states import ContractMode, ContractStatus
 from hermes_hub.trust.levels import Complexity
 
 MAX_WINDOW_SECONDS = 30 * 86_400
-Unit = Annotated[float, Field(ge=0, le=1)]
-Weight = Annotated[float, Field(ge=0, le=100)]
+
+
+def _not_bool(value: Any) -> Any:
+    # JSON true is not a number, although Python's bool is an int.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+Unit = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
+Weight = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=100)]
+Seconds = Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=MAX_WINDOW_SECONDS)]
 
 
 def _intent(value: str) -> str:
@@ -32,9 +42,9 @@ class ContractCreate(InputModel):
     capability: Capability
     context: JSONObject | None = None
     reward: CreditAmount
-    bidding_seconds: int = Field(default=5, ge=1, le=3600)
-    deadline_seconds: int | None = Field(
-        default=None, ge=1, le=MAX_WINDOW_SECONDS, description="Delivery window after award."
+    bidding_seconds: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=3600)] = 5
+    deadline_seconds: Seconds | None = Field(
+        default=None, description="Delivery window after award."
     )
     max_price: CreditAmount | None = None
     min_reputation: Unit | None = None
@@ -47,7 +57,7 @@ class ContractCreate(InputModel):
 
 class BidCreate(InputModel):
     price: CreditAmount
-    eta_seconds: int = Field(gt=0, le=MAX_WINDOW_SECONDS)
+    eta_seconds: Seconds
     confidence: Unit
     note: str | None = Field(default=None, max_length=2000)
 
@@ -62,7 +72,7 @@ class DeliverRequest(InputModel):
 
 class SettleRequest(InputModel):
     validation_score: Unit
-    rating: int | None = Field(default=None, ge=1, le=5)
+    rating: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=5)] | None = None
     comment: str | None = Field(default=None, max_length=5000)
 
 
@@ -73,7 +83,7 @@ class DisputeResponse(InputModel):
 
 class DisputeResolution(InputModel):
     outcome: Literal["refund", "partial", "pay_agent"]
-    percent: int | None = Field(default=None, ge=1, le=99)
+    percent: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=99)] | None = None
     note: str | None = Field(default=None, max_length=5000)
 
     @model_validator(mode="after")
@@ -122,7 +132,7 @@ class PreferencesOut(BaseModel):
 class PreviewBid(InputModel):
     label: str | None = Field(default=None, max_length=100)
     price: CreditAmount
-    eta_seconds: int = Field(gt=0, le=MAX_WINDOW_SECONDS)
+    eta_seconds: Seconds
     confidence: Unit
     trust: Unit = 0.5
 
@@ -131,7 +141,7 @@ class PreviewRequest(InputModel):
     contract_id: uuid.UUID | None = None
     bids: list[PreviewBid] | None = Field(default=None, min_length=1, max_length=200)
     reward: CreditAmount | None = None
-    deadline_seconds: int | None = Field(default=None, ge=1, le=MAX_WINDOW_SECONDS)
+    deadline_seconds: Seconds | None = None
     preferences: PreferencesIn | None = Field(
         default=None, description="Try these instead of your saved preferences."
     )
@@ -142,6 +152,10 @@ class PreviewRequest(InputModel):
             raise ValueError("send either contract_id or bids")
         if self.bids is not None and self.reward is None:
             raise ValueError("bids need the reward they are priced against")
+        if self.contract_id is not None and (
+            self.reward is not None or self.deadline_seconds is not None
+        ):
+            raise ValueError("reward and deadline_seconds come from the contract; omit them")
         return self
 
 
@@ -226,7 +240,7 @@ class ContractOut(BaseModel):
         description="How you relate to it: requester, bidder, awarded, admin, or viewer."
     )
     # What follows is shown only to the parties entitled to it (None otherwise).
-    held: Credits | None = None
+    held: Credits | None = Field(default=None, description="What escrow holds for it now.")
     bids: list[BidOut] | None = None
     awarded_agent_id: uuid.UUID | None = None
     price: Credits | None = None

@@ -195,6 +195,7 @@ def _transition(contract: Contract, action: ContractAction, *, now: datetime) ->
     if ContractStatus(contract.status) in (S.SETTLED, S.RESOLVED, S.CANCELLED, S.EXPIRED, S.FAILED):
         contract.closed_at = now
         contract.next_due_at = None
+        contract.held_units = 0  # the hold was released or refunded in this transaction
 
 
 async def _hold_of(session: AsyncSession, contract: Contract) -> Hold:
@@ -587,6 +588,7 @@ async def award(
         actor=by.ref if by is not None else "system:scheduler",
     )
     _transition(contract, A.AWARD, now=now)
+    contract.held_units = winner.candidate.price_units
     contract.awarded_at = now
     contract.awarded_bid_id = winner.candidate.bid_id
     contract.awarded_agent_id = winner.candidate.agent_id

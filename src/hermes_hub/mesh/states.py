@@ -100,7 +100,7 @@ class InvalidTransitionError(ConflictError):
 def refusal_code(status: ContractStatus, action: ContractAction) -> str:
     if action is A.CLAIM and status is S.CLAIMED:
         return "already_claimed"
-    if action is A.SETTLE and status in (S.SETTLED, S.DISPUTED, S.RESOLVED):
+    if action in (A.SETTLE, A.DISPUTE) and status in (S.SETTLED, S.DISPUTED, S.RESOLVED):
         return "already_settled"
     if action is A.AWARD and status in (S.AWARDED, S.CLAIMED):
         return "already_awarded"
