@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,10 @@ from hermes_hub import __version__
 from hermes_hub.config import Settings, check_production_safety, resolve_secret_key
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.errors import install_error_handlers
+from hermes_hub.events.broker import EventBroker
+from hermes_hub.events.log import BROKER_INFO_KEY
+from hermes_hub.events.presence import Presence
+from hermes_hub.events.router import router as events_router
 from hermes_hub.identity.cache import PrincipalCache
 from hermes_hub.identity.router import routers as identity_routers
 from hermes_hub.identity.usage import KeyUsageRecorder
@@ -39,7 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     check_production_safety(settings)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
 
-    database = Database.from_engine(create_engine(settings))
     redis_client = (
         # A blocking pool: past its size, requests wait briefly for a connection instead of
         # failing at once (the default pool raises on the 101st concurrent request).
@@ -52,15 +56,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.redis_url
         else None
     )
+    worker_id = uuid.uuid4().hex
+    # The channel carries the key prefix, so hubs sharing a Redis server do not cross-talk.
+    prefix = settings.rate_limit_key_prefix
+    event_broker = EventBroker(redis_client, channel=f"{prefix}:events", worker_id=worker_id)
+    presence = Presence(
+        redis_client,
+        key_prefix=prefix,
+        worker_id=worker_id,
+        ttl_seconds=3 * settings.ws_heartbeat_seconds,
+    )
+    # Every session carries the broker, so events.log.publish pushes after each commit.
+    database = Database.from_engine(
+        create_engine(settings), session_info={BROKER_INFO_KEY: event_broker}
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await event_broker.start()
         app.state.mesh_scheduler.start()
         try:
             yield
         finally:
             await app.state.mesh_scheduler.stop()
             await app.state.key_usage.drain()
+            # After everything that may still publish events.
+            await event_broker.stop()
             await database.dispose()
             if redis_client is not None:
                 await redis_client.aclose()
@@ -84,9 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_usage = KeyUsageRecorder(database)
     app.state.mesh_scheduler = MeshScheduler(database, settings)
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
+    app.state.event_broker = event_broker
+    app.state.presence = presence
 
     install_error_handlers(app)
     app.include_router(ops_router)
+    app.include_router(events_router)
     for router in (*identity_routers, *ledger_routers, *mesh_routers):
         app.include_router(router)
 

@@ -12,8 +12,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
-from hermes_hub.db.session import after_commit, get_database
+from hermes_hub.db.session import Database, after_commit
 from hermes_hub.errors import AuthenticationError, HubError
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.cache import PrincipalCache, token_digest
@@ -21,18 +22,18 @@ from hermes_hub.identity.models import Agent, User
 from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.ratelimit import Policies, RateLimiter
 from hermes_hub.kit.time import utcnow
-from hermes_hub.runtime import Runtime, get_runtime
+from hermes_hub.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="A user access token (JWT) or an agent API key.")
 
 
-def rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
+def rate_limiter(connection: HTTPConnection) -> RateLimiter:
+    limiter: RateLimiter = connection.app.state.rate_limiter
     return limiter
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_ip(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 async def _resolve(
@@ -64,6 +65,56 @@ async def _resolve(
     return Principal(user=user), claims.expires_at
 
 
+async def _lookup(connection: HTTPConnection, token: str, now: datetime) -> Principal:
+    cache: PrincipalCache = connection.app.state.principal_cache
+    digest = token_digest(token)
+    principal = cache.get(digest, now=now)
+    if principal is not None:
+        return principal
+
+    async def lookup() -> tuple[Principal, datetime]:
+        # A short session of its own, closed before the handler runs: a cache hit then
+        # needs no connection at all, and no request ever holds two.
+        database: Database = connection.app.state.database
+        runtime: Runtime = connection.app.state.runtime
+        async with database.read_sessions() as session:
+            return await _resolve(session, runtime, token, now)
+
+    try:
+        return await cache.resolve(digest, lookup)
+    except AuthenticationError:
+        # Guessing tokens costs a database lookup each; count failures per address.
+        limiter = rate_limiter(connection)
+        await limiter.hit(limiter.policies.login, "auth-failure", client_ip(connection))
+        raise
+
+
+async def resolve_token(connection: HTTPConnection, token: str) -> Principal:
+    """Who ``token`` names, through the per-process cache; no request is counted.
+
+    For checking that a long-lived connection's credentials still hold. Raises
+    ``AuthenticationError`` (401) for an unknown, revoked or expired token, and counts that
+    failure against the client's address (``RateLimitedError``, 429, past the login limit).
+    """
+    return await _lookup(connection, token, utcnow())
+
+
+async def authenticate_token(connection: HTTPConnection, token: str) -> Principal:
+    """Authenticate one HTTP request or WebSocket connection with a bearer token.
+
+    The same path for both: ``resolve_token``, then the API key's use is recorded and the
+    request counts against the principal's default rate limit (``RateLimitedError``, 429).
+    """
+    now = utcnow()
+    principal = await _lookup(connection, token, now)
+    if principal.api_key is not None:
+        connection.app.state.key_usage.record(principal.api_key, now)
+    limiter = rate_limiter(connection)
+    await limiter.hit(limiter.policies.default, "principal", principal.rate_limit_key)
+    structlog.contextvars.bind_contextvars(principal=principal.rate_limit_key)
+    return principal
+
+
 async def _principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -72,32 +123,7 @@ async def _principal(
         raise AuthenticationError(
             "Send 'Authorization: Bearer <token>' with a user token or agent API key."
         )
-    token = credentials.credentials
-    now = utcnow()
-    cache: PrincipalCache = request.app.state.principal_cache
-    digest = token_digest(token)
-    principal = cache.get(digest, now=now)
-    if principal is None:
-
-        async def lookup() -> tuple[Principal, datetime]:
-            # A short session of its own, closed before the handler runs: a cache hit then
-            # needs no connection at all, and no request ever holds two.
-            async with get_database(request).read_sessions() as session:
-                return await _resolve(session, await get_runtime(request), token, now)
-
-        try:
-            principal = await cache.resolve(digest, lookup)
-        except AuthenticationError:
-            # Guessing tokens costs a database lookup each; count failures per address.
-            limiter = rate_limiter(request)
-            await limiter.hit(limiter.policies.login, "auth-failure", client_ip(request))
-            raise
-    if principal.api_key is not None:
-        request.app.state.key_usage.record(principal.api_key, now)
-    limiter = rate_limiter(request)
-    await limiter.hit(limiter.policies.default, "principal", principal.rate_limit_key)
-    structlog.contextvars.bind_contextvars(principal=principal.rate_limit_key)
-    return principal
+    return await authenticate_token(request, credentials.credentials)
 
 
 def forget_cached_principals(

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
+
+# Browsers pass a WebSocket's bearer token in the query string, and uvicorn logs the path
+# with its query string when it accepts or refuses a socket.
+_QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s]*")
+
+
+class RedactQueryTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_TOKEN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
@@ -38,5 +53,8 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     logging.getLogger("uvicorn.access").disabled = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RedactQueryTokens) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(RedactQueryTokens())
     # /readyz reads the schema revision through Alembic, which announces itself at INFO.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
