@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import Integer, String, delete, select
+from sqlalchemy import Integer, String, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hermes_hub.db.base import Base
-from hermes_hub.db.session import Database
+from hermes_hub.db.session import Database, dialect_name
 from hermes_hub.db.transaction import in_transaction
 from hermes_hub.errors import HubError
 from hermes_hub.kit.time import utcnow
@@ -72,36 +74,59 @@ async def run_idempotent(
 ) -> JSONResponse:
     """Run ``work`` in one transaction, or replay the response stored under ``key``.
 
-    Two concurrent first requests with one key both run; the loser's insert of the key
-    fails and ``in_transaction`` runs it again, when it finds and replays the winner's.
+    The key is claimed first, in the same transaction: a concurrent copy waits on it until
+    the first commits, then replays the stored response (or, if the first failed and rolled
+    back, runs itself).
     """
 
     async def unit(session: AsyncSession) -> Outcome:
-        if key is not None:
-            stored = await session.get(IdempotencyRecord, (principal, key))
-            if stored is not None:
-                if stored.fingerprint != request_fingerprint:
-                    raise IdempotencyKeyMismatchError(
-                        "This Idempotency-Key was used with a different request; "
-                        "use a new key for a new request."
-                    )
-                return Outcome(stored.status_code, stored.body)
+        if key is not None and not await _reserve(session, principal, key, request_fingerprint):
+            stored = await session.get(IdempotencyRecord, (principal, key), populate_existing=True)
+            if stored is None:  # pragma: no cover - the conflicting row was just seen
+                raise HubError("Retry the request.", status=409, code="idempotency_conflict")
+            if stored.fingerprint != request_fingerprint:
+                raise IdempotencyKeyMismatchError(
+                    "This Idempotency-Key was used with a different request; "
+                    "use a new key for a new request."
+                )
+            return Outcome(stored.status_code, stored.body)
         outcome = await work(session)
         if key is not None:
-            session.add(
-                IdempotencyRecord(
-                    principal=principal,
-                    key=key,
-                    fingerprint=request_fingerprint,
-                    status_code=outcome.status_code,
-                    body=outcome.body,
-                )
+            await session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)
+                .values(status_code=outcome.status_code, body=outcome.body)
             )
-            await session.flush()
         return outcome
 
     outcome = await in_transaction(database, unit)
     return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+async def _reserve(
+    session: AsyncSession, principal: str, key: str, request_fingerprint: str
+) -> bool:
+    """Claim the key before doing the work; False if it was already taken.
+
+    A concurrent copy of the request then waits here, on the key, until the first one
+    commits, and replays its response, instead of racing it for the same resources (and,
+    say, failing for lack of funds the first one just spent).
+    """
+    dialect = dialect_name(session)
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    result = await session.execute(
+        insert(IdempotencyRecord)
+        .values(
+            principal=principal,
+            key=key,
+            fingerprint=request_fingerprint,
+            status_code=0,
+            body={},
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["principal", "key"])
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -> int:

@@ -49,7 +49,10 @@ _LOCK_ACCOUNTS = (
     select(ACCOUNTS)
     .where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(ACCOUNTS.c.id)
-    .with_for_update()
+    # FOR NO KEY UPDATE: counters change, keys never do. A plain FOR UPDATE would also
+    # conflict with the key-share lock a row referencing the account takes (a contract's
+    # payer_account_id), deadlocking two contracts posted by one payer at once.
+    .with_for_update(key_share=True)
 )
 _WRITE_COUNTERS = (
     update(ACCOUNTS)
