@@ -63,13 +63,16 @@ async def publish(
         return []
     now = utcnow()
     rows = [{"recipient": r, "type": type_, "data": data, "created_at": now} for r in unique]
-    result = await session.execute(
-        insert(Event).returning(Event.id, Event.recipient, sort_by_parameter_order=True), rows
+    # No sort_by_parameter_order: it would make SQLite insert row by row. Recipients are
+    # unique in one call, so each returned row names its own.
+    result = await session.execute(insert(Event).returning(Event.id, Event.recipient), rows)
+    records = sorted(
+        (
+            EventRecord(id=event_id, recipient=recipient, type=type_, data=data, created_at=now)
+            for event_id, recipient in result.all()
+        ),
+        key=lambda record: record.id,
     )
-    records = [
-        EventRecord(id=event_id, recipient=recipient, type=type_, data=data, created_at=now)
-        for event_id, recipient in result.all()
-    ]
     sink: EventSink | None = session.info.get(BROKER_INFO_KEY)
     if sink is not None:
         after_commit(session, lambda: sink.deliver(records))

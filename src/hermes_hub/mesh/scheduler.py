@@ -33,6 +33,7 @@ PURGE_EVERY_SECONDS = 600.0
 FAILURE_BACKOFF_SECONDS = 30.0
 # Overdue work remains only when it failed or another worker holds it: look again soon.
 OVERDUE_RECHECK_SECONDS = 0.05
+TIMER_SLACK_SECONDS = 0.002
 
 
 class MeshScheduler:
@@ -43,6 +44,7 @@ class MeshScheduler:
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._failed_until: dict[uuid.UUID, float] = {}
+        self._last_look: datetime | None = None
 
     def wake(self) -> None:
         """Look again now: a contract was created, so the next due time may be sooner."""
@@ -51,6 +53,7 @@ class MeshScheduler:
     async def run_due(self, now: datetime | None = None) -> dict[str, int]:
         """Handle every contract due at ``now``; return how many of each action were taken."""
         moment = now or utcnow()
+        self._last_look = moment
         done: dict[str, int] = {}
         async with self.database.read_sessions() as session:
             due = await service.due_contract_ids(session, now=moment)
@@ -84,7 +87,12 @@ class MeshScheduler:
         if due is None:
             return poll
         remaining = (due - utcnow()).total_seconds()
-        return OVERDUE_RECHECK_SECONDS if remaining <= 0 else min(poll, remaining)
+        if remaining > 0:
+            # A little past the due time: event loops may fire a timer slightly early.
+            return min(poll, remaining + TIMER_SLACK_SECONDS)
+        if self._last_look is not None and due > self._last_look:
+            return 0.0  # it became due after the last look: not a failure, look now
+        return OVERDUE_RECHECK_SECONDS
 
     async def _purge(self) -> None:
         loop = asyncio.get_running_loop()
