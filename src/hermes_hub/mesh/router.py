@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.db.session import Database, DbSession, get_database
-from hermes_hub.errors import ConflictError, HubError
+from hermes_hub.errors import HubError
 from hermes_hub.identity.deps import AdminUser, CurrentAgent, CurrentPrincipal
 from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.exact_json import ExactNumbersRoute
@@ -427,8 +427,6 @@ async def award_contract(
             by=Party.of(principal),
             chosen_bid_id=chosen,
         )
-        if result is None:  # pragma: no cover - only the scheduler skips locked rows
-            raise ConflictError("The contract is busy; retry.", code="contract_busy")
         viewer = await service.viewer_of(session, principal)
         ranking = [_ranking_entry(service.ranking_entry(r)) for r in result.ranking]
         out = AwardOut(
@@ -560,8 +558,6 @@ async def settle_contract(
             settings=runtime.settings,
             now=utcnow(),
         )
-        if contract is None:  # pragma: no cover - only the scheduler skips locked rows
-            raise ConflictError("The contract is busy; retry.", code="contract_busy")
         return contract
 
     work = _simple_transition(settle)

@@ -518,24 +518,12 @@ async def award(
     now: datetime,
     by: Party | None,
     chosen_bid_id: uuid.UUID | None = None,
-    skip_locked: bool = False,
-) -> AwardResult | None:
+) -> AwardResult:
     """Award the contract to the best eligible bid (``by`` None: the scheduler at close).
 
-    At close with no eligible bid the contract expires and the hold is refunded. Returns
-    None only for the scheduler when another worker holds the contract.
+    At close with no eligible bid the contract expires and the hold is refunded.
     """
-    if skip_locked:
-        contract = await session.scalar(
-            select(Contract)
-            .where(Contract.id == contract_id)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
-        if contract is None:
-            return None
-    else:
-        contract = await _lock(session, contract_id)
+    contract = await _lock(session, contract_id)
     if by is not None:
         await _require_requester(session, contract, by, "award")
     next_status(_status(contract), A.AWARD)
@@ -816,24 +804,13 @@ async def settle(
     comment: str | None,
     settings: Settings,
     now: datetime,
-    skip_locked: bool = False,
-) -> Contract | None:
+) -> Contract:
     """Accept (score >= 0.6: release by the score tiers) or reject (a dispute opens).
 
     ``by`` None is the automatic settlement after ``HERMES_AUTO_SETTLE_SECONDS``, which uses
     the automatic validation score.
     """
-    if skip_locked:
-        contract = await session.scalar(
-            select(Contract)
-            .where(Contract.id == contract_id)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
-        if contract is None:
-            return None
-    else:
-        contract = await _lock(session, contract_id)
+    contract = await _lock(session, contract_id)
     if by is not None:
         await _require_requester(session, contract, by, "settle")
     score = validation_score
@@ -999,7 +976,7 @@ async def run_due(
     status = _status(contract)
     if status is S.BIDDING:
         result = await award(session, contract_id=contract.id, now=now, by=None)
-        return "expired" if result is not None and result.expired else "awarded"
+        return "expired" if result.expired else "awarded"
     if status is S.OPEN:
         await _expire(session, contract, now=now)
         return "expired"
