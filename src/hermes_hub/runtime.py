@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from hermes_hub.config import Settings
 
@@ -18,3 +19,6 @@ class Runtime:
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -119,6 +119,9 @@ def get_database(request: Request) -> Database:
     return database
 
 
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the request's transaction has committed (never on rollback)."""
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)

@@ -46,9 +46,8 @@ from hermes_hub.identity.schemas import (
 )
 from hermes_hub.kit.pagination import Page, PageParams, page_params
 from hermes_hub.kit.time import utcnow
-from hermes_hub.runtime import Runtime, get_runtime
+from hermes_hub.runtime import RuntimeDep
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fastapi import Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import Integer, String, delete, select, update
+from sqlalchemy import Integer, String, delete, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,13 +31,25 @@ from hermes_hub.errors import HubError
 from hermes_hub.kit.time import utcnow
 
 RETENTION = timedelta(hours=24)
+MAX_KEY_LENGTH = 200
+
+
+def idempotency_key_header(description: str) -> Any:
+    """The ``Idempotency-Key`` header parameter: printable ASCII, at most 200 characters."""
+    return Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+        description=description,
+    )
 
 
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_records"
 
     principal: Mapped[str] = mapped_column(String(80), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column()
@@ -135,13 +148,3 @@ async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at < moment)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def stored_keys(session: AsyncSession, principal: str) -> list[str]:
-    return list(
-        (
-            await session.scalars(
-                select(IdempotencyRecord.key).where(IdempotencyRecord.principal == principal)
-            )
-        ).all()
-    )

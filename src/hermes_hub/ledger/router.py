@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import Database, DbSession, get_database
+from hermes_hub.db.session import Database, DatabaseDep, DbSession
 from hermes_hub.db.transaction import in_transaction
 from hermes_hub.errors import HubError
 from hermes_hub.identity import service as identity
@@ -29,6 +29,7 @@ from hermes_hub.identity.deps import (
 )
 from hermes_hub.identity.models import User
 from hermes_hub.kit.exact_json import ExactNumbersRoute
+from hermes_hub.kit.idempotency import idempotency_key_header
 from hermes_hub.kit.money import credits_to_units, units_to_credits
 from hermes_hub.kit.pagination import MAX_PAGE_SIZE, Page, PageParams, page_params
 from hermes_hub.ledger import accounts, payments, wallets, withdrawals
@@ -55,20 +56,13 @@ from hermes_hub.ledger.schemas import (
     WithdrawalRequest,
 )
 from hermes_hub.ledger.wallets import StatementFilter
-from hermes_hub.runtime import Runtime, get_runtime
+from hermes_hub.runtime import RuntimeDep
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Paging = Annotated[PageParams, Depends(page_params)]
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Replaying a request with the same key returns the first result and moves "
-        "no money twice.",
+    idempotency_key_header(
+        "Replaying a request with the same key returns the first result and moves no money twice."
     ),
 ]
 CSV_EXPORT_LIMIT = 100_000

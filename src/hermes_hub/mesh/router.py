@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import Database, DbSession, get_database
+from hermes_hub.db.session import Database, DatabaseDep, DbSession
 from hermes_hub.errors import HubError
 from hermes_hub.identity.deps import AdminUser, CurrentAgent, CurrentPrincipal
 from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.exact_json import ExactNumbersRoute
-from hermes_hub.kit.idempotency import Outcome, fingerprint, run_idempotent
+from hermes_hub.kit.idempotency import (
+    Outcome,
+    fingerprint,
+    idempotency_key_header,
+    run_idempotent,
+)
 from hermes_hub.kit.money import units_to_credits
 from hermes_hub.kit.pagination import MAX_PAGE_SIZE
 from hermes_hub.kit.time import utcnow
@@ -52,20 +58,14 @@ from hermes_hub.mesh.schemas import (
 from hermes_hub.mesh.scoring import Candidate, rank_bids, speed_horizon
 from hermes_hub.mesh.service import Access, ContractDraft, Party, Viewer
 from hermes_hub.mesh.states import ContractMode, ContractStatus
-from hermes_hub.runtime import Runtime, get_runtime
+from hermes_hub.runtime import RuntimeDep
 from hermes_hub.trust.levels import Complexity
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="A retry with the same key returns the first response and changes nothing; "
-        "the same key with a different request is a 422.",
+    idempotency_key_header(
+        "A retry with the same key returns the first response and changes nothing; "
+        "the same key with a different request is a 422."
     ),
 ]
 
@@ -185,8 +185,8 @@ def render(
 
 
 async def render_one(session: AsyncSession, contract: Contract, viewer: Viewer) -> ContractOut:
-    access = await service.access_to(session, contract, viewer)
     bids = await service.bids_of(session, contract.id)
+    access = service.access_with_bids(contract, viewer, bids)
     return render(contract, access, bids=bids, bid_count=len(bids))
 
 
@@ -310,7 +310,7 @@ async def _page(
     rows = await service.list_contracts(
         session,
         viewer=viewer,
-        query=service.ContractQuery(**{**query.__dict__, "limit": query.limit + 1}),
+        query=dataclasses.replace(query, limit=query.limit + 1),
     )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -337,15 +337,7 @@ async def _page(
                 own.setdefault(contract_id, set()).add(bid_id)
     items = []
     for contract in rows:
-        access = Access(
-            requester=viewer.party.is_requester_of(contract)
-            or (
-                viewer.party.user_id is not None and contract.requester_agent_id in viewer.agent_ids
-            ),
-            awarded=contract.awarded_agent_id in viewer.agent_ids,
-            own_bids=frozenset(own.get(contract.id, set())),
-            admin=viewer.is_admin,
-        )
+        access = service.access_for(contract, viewer, own.get(contract.id, ()))
         items.append(render(contract, access, bids=None, bid_count=counts[contract.id]))
     return ContractPage(
         items=items, next_cursor=_encode_cursor(rows[-1]) if more and rows else None
@@ -358,8 +350,9 @@ async def get_contract(
 ) -> ContractOut:
     """A contract as you may see it: bidders see their own bid, never others' prices."""
     viewer = await service.viewer_of(session, principal)
-    contract, access = await service.get_contract(session, contract_id=contract_id, viewer=viewer)
-    bids = await service.bids_of(session, contract.id)
+    contract, access, bids = await service.get_contract(
+        session, contract_id=contract_id, viewer=viewer
+    )
     return render(contract, access, bids=bids, bid_count=len(bids))
 
 
@@ -443,15 +436,22 @@ async def award_contract(
     return await _mutate(request, database, principal, idempotency_key, payload, work)
 
 
-def _simple_transition(
-    action: Callable[[AsyncSession, Principal], Awaitable[Contract]],
-) -> Callable[[AsyncSession, Principal], Awaitable[Outcome]]:
-    async def work(session: AsyncSession, principal: Principal) -> Outcome:
-        contract = await action(session, principal)
+async def _transition(
+    request: Request,
+    database: Database,
+    principal: Principal,
+    key: str | None,
+    payload: Any,
+    action: Callable[[AsyncSession], Awaitable[Contract]],
+) -> JSONResponse:
+    """Run one lifecycle action idempotently and answer with the contract as the caller sees it."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        contract = await action(session)
         viewer = await service.viewer_of(session, principal)
         return Outcome(200, _dump(await render_one(session, contract, viewer)))
 
-    return work
+    return await _mutate(request, database, principal, key, payload, work)
 
 
 @router.post(
@@ -465,14 +465,13 @@ async def claim_contract(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Claim an open claim-mode contract: the first valid claim wins, the rest get 409."""
-    principal = Principal(agent=agent)
-    work = _simple_transition(
-        lambda session, _: service.claim(
-            session, contract_id=contract_id, agent=agent, now=utcnow()
-        )
-    )
-    return await _mutate(
-        request, database, principal, idempotency_key, {}, lambda s: work(s, principal)
+    return await _transition(
+        request,
+        database,
+        Principal(agent=agent),
+        idempotency_key,
+        {},
+        lambda session: service.claim(session, contract_id=contract_id, agent=agent, now=utcnow()),
     )
 
 
@@ -487,13 +486,15 @@ async def cancel_contract(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Cancel your contract while it is still taking bids or claims; the hold is refunded."""
-    work = _simple_transition(
-        lambda session, p: service.cancel(
-            session, contract_id=contract_id, by=Party.of(p), now=utcnow()
-        )
-    )
-    return await _mutate(
-        request, database, principal, idempotency_key, {}, lambda s: work(s, principal)
+    return await _transition(
+        request,
+        database,
+        principal,
+        idempotency_key,
+        {},
+        lambda session: service.cancel(
+            session, contract_id=contract_id, by=Party.of(principal), now=utcnow()
+        ),
     )
 
 
@@ -511,24 +512,20 @@ async def deliver_contract(
 ) -> JSONResponse:
     """Deliver the result (the winning agent, before the deadline); checked against the
     contract's output_schema if it has one."""
-    principal = Principal(agent=agent)
-    work = _simple_transition(
-        lambda session, _: service.deliver(
+    return await _transition(
+        request,
+        database,
+        Principal(agent=agent),
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda session: service.deliver(
             session,
             contract_id=contract_id,
             agent=agent,
             data=body.data,
             settings=runtime.settings,
             now=utcnow(),
-        )
-    )
-    return await _mutate(
-        request,
-        database,
-        principal,
-        idempotency_key,
-        body.model_dump(mode="json"),
-        lambda s: work(s, principal),
+        ),
     )
 
 
@@ -546,28 +543,22 @@ async def settle_contract(
 ) -> JSONResponse:
     """Accept the delivery with a validation score: 0.6 or more releases escrow by the
     score tiers; under 0.6 opens a dispute."""
-
-    async def settle(session: AsyncSession, p: Principal) -> Contract:
-        contract = await service.settle(
-            session,
-            contract_id=contract_id,
-            by=Party.of(p),
-            validation_score=body.validation_score,
-            rating=body.rating,
-            comment=body.comment,
-            settings=runtime.settings,
-            now=utcnow(),
-        )
-        return contract
-
-    work = _simple_transition(settle)
-    return await _mutate(
+    return await _transition(
         request,
         database,
         principal,
         idempotency_key,
         body.model_dump(mode="json"),
-        lambda s: work(s, principal),
+        lambda session: service.settle(
+            session,
+            contract_id=contract_id,
+            by=Party.of(principal),
+            validation_score=body.validation_score,
+            rating=body.rating,
+            comment=body.comment,
+            settings=runtime.settings,
+            now=utcnow(),
+        ),
     )
 
 
@@ -585,24 +576,20 @@ async def respond_to_dispute(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """The delivering agent answers a dispute with a statement and evidence."""
-    principal = Principal(agent=agent)
-    work = _simple_transition(
-        lambda session, _: service.respond_to_dispute(
+    return await _transition(
+        request,
+        database,
+        Principal(agent=agent),
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda session: service.respond_to_dispute(
             session,
             contract_id=contract_id,
             agent=agent,
             statement=body.statement,
             evidence=body.evidence,
             now=utcnow(),
-        )
-    )
-    return await _mutate(
-        request,
-        database,
-        principal,
-        idempotency_key,
-        body.model_dump(mode="json"),
-        lambda s: work(s, principal),
+        ),
     )
 
 
@@ -621,9 +608,13 @@ async def resolve_dispute(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Admins rule on a dispute: refund the requester, pay the agent, or split by percent."""
-    principal = Principal(user=admin)
-    work = _simple_transition(
-        lambda session, _: service.resolve_dispute(
+    return await _transition(
+        request,
+        database,
+        Principal(user=admin),
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda session: service.resolve_dispute(
             session,
             contract_id=contract_id,
             admin=admin,
@@ -632,15 +623,7 @@ async def resolve_dispute(
             note=body.note,
             settings=runtime.settings,
             now=utcnow(),
-        )
-    )
-    return await _mutate(
-        request,
-        database,
-        principal,
-        idempotency_key,
-        body.model_dump(mode="json"),
-        lambda s: work(s, principal),
+        ),
     )
 
 
@@ -725,15 +708,13 @@ async def preview_ranking(
     labels: dict[str, str | None] = {}
     if body.contract_id is not None:
         viewer = await service.viewer_of(session, principal)
-        contract, access = await service.get_contract(
+        contract, access, bids = await service.get_contract(
             session, contract_id=body.contract_id, viewer=viewer
         )
         if not access.full:
             raise service.NotRequesterError("Only the requester can preview its contract's bids.")
         owner_ref = service.requester_ref(contract)
-        candidates = await service.candidates_for(
-            session, contract, await service.bids_of(session, contract.id)
-        )
+        candidates = await service.candidates_for(session, contract, bids)
         reward, horizon = contract.reward_units, speed_horizon(contract.deadline_seconds)
     elif body.bids is not None and body.reward is not None:
         now = utcnow()

@@ -6,7 +6,7 @@ all. Functions flush but never commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,14 +154,25 @@ async def _emit(
 # ---- reading and locking ----
 
 
-async def _lock(session: AsyncSession, contract_id: uuid.UUID, *, shared: bool = False) -> Contract:
+async def _locked(
+    session: AsyncSession,
+    contract_id: uuid.UUID,
+    *,
+    shared: bool = False,
+    skip_locked: bool = False,
+) -> Contract | None:
     # populate_existing: a row already in the session is refreshed with the locked values.
-    contract = await session.scalar(
+    contract: Contract | None = await session.scalar(
         select(Contract)
         .where(Contract.id == contract_id)
-        .with_for_update(read=shared)
+        .with_for_update(read=shared, skip_locked=skip_locked)
         .execution_options(populate_existing=True)
     )
+    return contract
+
+
+async def _lock(session: AsyncSession, contract_id: uuid.UUID, *, shared: bool = False) -> Contract:
+    contract = await _locked(session, contract_id, shared=shared)
     if contract is None:
         raise ContractNotFoundError("No such contract.")
     return contract
@@ -965,12 +976,7 @@ async def run_due(
     Safe to call from several workers at once: the row is locked (skipping it if another
     worker holds it) and its state and due time re-read under the lock.
     """
-    contract = await session.scalar(
-        select(Contract)
-        .where(Contract.id == contract_id)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
+    contract = await _locked(session, contract_id, skip_locked=True)
     if contract is None or contract.next_due_at is None or contract.next_due_at > now:
         return None
     status = _status(contract)
@@ -1057,30 +1063,20 @@ class Access:
         return self.requester or self.admin
 
 
-async def access_to(session: AsyncSession, contract: Contract, viewer: Viewer) -> Access:
-    requester = viewer.party.is_requester_of(contract) or (
-        viewer.party.user_id is not None and contract.requester_agent_id in viewer.agent_ids
-    )
-    own_bids = (
-        frozenset(
-            (
-                await session.scalars(
-                    select(Bid.id).where(
-                        Bid.contract_id == contract.id, Bid.agent_id.in_(viewer.agent_ids)
-                    )
-                )
-            ).all()
-        )
-        if viewer.agent_ids
-        else frozenset()
-    )
+def access_for(contract: Contract, viewer: Viewer, own_bids: Iterable[uuid.UUID]) -> Access:
+    """How the viewer relates to the contract, given the ids of the viewer's bids on it."""
     return Access(
-        requester=requester,
+        requester=viewer.party.is_requester_of(contract)
+        or (viewer.party.user_id is not None and contract.requester_agent_id in viewer.agent_ids),
         awarded=contract.awarded_agent_id is not None
         and contract.awarded_agent_id in viewer.agent_ids,
-        own_bids=own_bids,
+        own_bids=frozenset(own_bids),
         admin=viewer.is_admin,
     )
+
+
+def access_with_bids(contract: Contract, viewer: Viewer, bids: Sequence[Bid]) -> Access:
+    return access_for(contract, viewer, (b.id for b in bids if b.agent_id in viewer.agent_ids))
 
 
 def _open_to_agents(contract: Contract) -> bool:
@@ -1089,11 +1085,13 @@ def _open_to_agents(contract: Contract) -> bool:
 
 async def get_contract(
     session: AsyncSession, *, contract_id: uuid.UUID, viewer: Viewer
-) -> tuple[Contract, Access]:
+) -> tuple[Contract, Access, list[Bid]]:
+    """The contract as the viewer may see it, with its bids (read once); else a 404."""
     contract = await session.get(Contract, contract_id)
     if contract is None:
         raise ContractNotFoundError("No such contract.")
-    access = await access_to(session, contract, viewer)
+    bids = await bids_of(session, contract.id)
+    access = access_with_bids(contract, viewer, bids)
     visible = (
         access.full
         or access.awarded
@@ -1102,7 +1100,7 @@ async def get_contract(
     )
     if not visible:
         raise ContractNotFoundError("No such contract.")
-    return contract, access
+    return contract, access, bids
 
 
 @dataclass(frozen=True)
@@ -1157,7 +1155,3 @@ async def list_contracts(
         )
     stmt = stmt.order_by(Contract.created_at.desc(), Contract.id.desc()).limit(query.limit)
     return list((await session.scalars(stmt)).all())
-
-
-async def bid_count(session: AsyncSession, contract_id: uuid.UUID) -> int:
-    return len(await bids_of(session, contract_id))
