@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
+    # Trust: how outcomes become a score (the formula is in the README).
+    trust_prior_strength: float = Field(default=3.0, ge=0, le=1000)
+    trust_half_life_days: float = Field(default=90.0, ge=0, le=36_500)
+    trust_requester_cap_min: float = Field(default=3.0, gt=0, le=1_000_000)
+    trust_requester_cap_share: float = Field(default=0.2, gt=0, le=1)
+    trust_leaderboard_min_outcomes: int = Field(default=5, ge=0, le=1_000_000)
+    trust_rating_edit_days: int = Field(default=7, ge=0, le=365)
+    trust_nightly_hour: int = Field(default=3, ge=0, le=23)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

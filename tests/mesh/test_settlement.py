@@ -587,4 +587,8 @@ async def test_every_transition_writes_its_events(app, client):
         "contract.awarded",
         "contract.delivered",
         "contract.settled",
+        # The settlement recomputed the winner's trust: a first outcome, and enrollment by
+        # key is the Verified badge.
+        "trust.updated",
+        "badge.earned",
     ]

@@ -6,6 +6,7 @@ from hermes_hub.identity import models as identity_models
 from hermes_hub.kit import idempotency as idempotency_models
 from hermes_hub.ledger import models as ledger_models
 from hermes_hub.mesh import models as mesh_models
+from hermes_hub.trust import models as trust_models
 
 __all__ = [
     "Base",
@@ -14,4 +15,5 @@ __all__ = [
     "identity_models",
     "ledger_models",
     "mesh_models",
+    "trust_models",
 ]

@@ -27,6 +27,8 @@ class OrgRole(StrEnum):
 class AgentStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
+    # Set only by an admin ban: keys revoked, no work, trust frozen; never set by the owner.
+    BANNED = "banned"
 
 
 class User(UUIDPrimaryKey, Base):

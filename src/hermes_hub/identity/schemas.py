@@ -197,7 +197,8 @@ class AgentUpdate(InputModel):
     pricing: Pricing | None = None
     is_public: bool | None = None
     max_calls_per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
-    status: AgentStatus | None = None
+    # An owner may pause and resume; "banned" is an admin's decision, not a setting.
+    status: Literal[AgentStatus.ACTIVE, AgentStatus.PAUSED] | None = None
     metadata: Metadata | None = None
 
     @model_validator(mode="after")

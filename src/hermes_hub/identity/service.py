@@ -157,6 +157,8 @@ async def authenticate_api_key(
     key, agent = row
     if key.revoked_at is not None or key.expires_at <= now:
         return None
+    if agent.status == AgentStatus.BANNED.value:
+        return None
     return agent, key
 
 
@@ -388,6 +390,12 @@ async def list_owned_agents(
 async def update_agent(
     session: AsyncSession, *, agent: Agent, changes: AgentUpdate, now: datetime
 ) -> Agent:
+    if agent.status == AgentStatus.BANNED.value:
+        raise HubError(
+            "This agent is banned; an admin must lift the ban before it can change.",
+            status=403,
+            code="agent_banned",
+        )
     fields = changes.model_dump(exclude_unset=True)
     simple = {
         "name",

@@ -124,6 +124,7 @@ class AgentMetric(UUIDPrimaryKey, Base):
     """One measured outcome per finished contract: what the trust score is computed from."""
 
     __tablename__ = "mesh_agent_metrics"
+    __table_args__ = (Index("ix_mesh_agent_metrics_created", "created_at"),)
 
     agent_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("agents.id", ondelete="CASCADE"), index=True
@@ -140,6 +141,17 @@ class AgentMetric(UUIDPrimaryKey, Base):
     on_time: Mapped[bool] = mapped_column(Boolean)
     rating: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Denormalized from the contract so trust and leaderboards read one table.
+    requester_owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    agent_owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    capability: Mapped[str | None] = mapped_column(String(64))
+    earned_units: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Why the outcome gives no trust credit (e.g. "self_dealing"); NULL when it counts.
+    excluded_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class Preferences(Base):

@@ -29,8 +29,10 @@ from hermes_hub.mesh.models import AgentMetric, Bid, Contract
 from hermes_hub.mesh.scoring import Candidate, RankedBid, rank_bids, speed_horizon
 from hermes_hub.mesh.states import ContractAction, ContractMode, ContractStatus, next_status
 from hermes_hub.mesh.validation import check_schema, validate_delivery
+from hermes_hub.trust import ratings
+from hermes_hub.trust import service as trust
 from hermes_hub.trust.levels import Complexity, level_for, may_take, minimum_level
-from hermes_hub.trust.scores import trust_score, trust_scores
+from hermes_hub.trust.service import trust_score, trust_scores
 
 S = ContractStatus
 A = ContractAction
@@ -762,13 +764,25 @@ def _promised_seconds(contract: Contract) -> int:
 
 
 async def _record_metric(
-    session: AsyncSession, contract: Contract, *, outcome: str, score: float
+    session: AsyncSession,
+    contract: Contract,
+    *,
+    outcome: str,
+    score: float,
+    earned_units: int,
+    settings: Settings,
+    now: datetime,
 ) -> AgentMetric:
+    """Write the outcome the agent is measured by (its trust is recomputed by
+    ``_remeasure`` once the transition's events are out)."""
+    agent = await session.get(Agent, _winner_id(contract))
+    if agent is None:  # the foreign key rules this out
+        raise ConflictError("The awarded agent no longer exists.", code="agent_missing")
     execution = _execution_seconds(contract)
     promised = _promised_seconds(contract)
     success = score >= SUCCESS_SCORE
     metric = AgentMetric(
-        agent_id=_winner_id(contract),
+        agent_id=agent.id,
         contract_id=contract.id,
         outcome=outcome,
         success=success,
@@ -777,10 +791,29 @@ async def _record_metric(
         promised_seconds=promised,
         on_time=success and execution is not None and execution <= promised,
         rating=contract.rating,
+        created_at=now,
+        requester_owner_id=contract.requester_owner_id,
+        agent_owner_id=agent.owner_id,
+        capability=contract.capability,
+        earned_units=earned_units,
+        excluded_reason=await trust.exclusion_reason(
+            session,
+            requester_owner_id=contract.requester_owner_id,
+            requester_agent_id=contract.requester_agent_id,
+            agent=agent,
+        ),
     )
     session.add(metric)
     await session.flush()
     return metric
+
+
+async def _remeasure(
+    session: AsyncSession, contract: Contract, *, settings: Settings, now: datetime
+) -> None:
+    """Recompute the winner's trust from its outcomes, after the contract's own events so
+    listeners hear about the contract first."""
+    await trust.recompute(session, [_winner_id(contract)], settings=settings, now=now)
 
 
 def _settlement_dict(outcome: escrow.ReleaseOutcome) -> dict[str, Any] | None:
@@ -862,7 +895,19 @@ async def settle(
     _transition(contract, A.SETTLE, now=now)
     contract.settlement = _settlement_dict(outcome)
     await session.flush()
-    await _record_metric(session, contract, outcome="settled", score=score)
+    if rating is not None and by is not None:
+        await ratings.record_at_settlement(
+            session, contract=contract, stars=rating, comment=comment, settings=settings, now=now
+        )
+    await _record_metric(
+        session,
+        contract,
+        outcome="settled",
+        score=score,
+        earned_units=outcome.settlement.agent_share if outcome.settlement else 0,
+        settings=settings,
+        now=now,
+    )
     await _emit(
         session,
         [requester_ref(contract), agent_ref],
@@ -872,6 +917,7 @@ async def settle(
         rating=rating,
         settlement=contract.settlement,
     )
+    await _remeasure(session, contract, settings=settings, now=now)
     return contract
 
 
@@ -937,7 +983,15 @@ async def resolve_dispute(
     }
     await session.flush()
     # The ruling is the outcome the agent is measured by: what share it was judged to earn.
-    await _record_metric(session, contract, outcome="dispute", score=paid_percent / 100)
+    await _record_metric(
+        session,
+        contract,
+        outcome="dispute",
+        score=paid_percent / 100,
+        earned_units=ruling.settlement.agent_share if ruling.settlement else 0,
+        settings=settings,
+        now=now,
+    )
     await _emit(
         session,
         [requester_ref(contract), events.agent_recipient(_winner_id(contract))],
@@ -946,18 +1000,29 @@ async def resolve_dispute(
         resolution=contract.resolution,
         settlement=contract.settlement,
     )
+    await _remeasure(session, contract, settings=settings, now=now)
     return contract
 
 
 # ---- deadlines (the scheduler) ----
 
 
-async def fail_overdue(session: AsyncSession, *, contract: Contract, now: datetime) -> Contract:
+async def fail_overdue(
+    session: AsyncSession, *, contract: Contract, settings: Settings, now: datetime
+) -> Contract:
     hold = await _hold_of(session, contract)
     await escrow.refund(session, hold_id=hold.id, actor="system:scheduler")
     _transition(contract, A.FAIL, now=now)
     await session.flush()
-    await _record_metric(session, contract, outcome="failed", score=0.0)
+    await _record_metric(
+        session,
+        contract,
+        outcome="failed",
+        score=0.0,
+        earned_units=0,
+        settings=settings,
+        now=now,
+    )
     await _emit(
         session,
         [requester_ref(contract), events.agent_recipient(_winner_id(contract))],
@@ -965,6 +1030,7 @@ async def fail_overdue(session: AsyncSession, *, contract: Contract, now: dateti
         contract,
         reason="no delivery by the deadline",
     )
+    await _remeasure(session, contract, settings=settings, now=now)
     return contract
 
 
@@ -987,7 +1053,7 @@ async def run_due(
         await _expire(session, contract, now=now)
         return "expired"
     if status in (S.AWARDED, S.CLAIMED):
-        await fail_overdue(session, contract=contract, now=now)
+        await fail_overdue(session, contract=contract, settings=settings, now=now)
         return "failed"
     if status is S.DELIVERED:
         await settle(

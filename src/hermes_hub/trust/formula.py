@@ -1,0 +1,338 @@
+"""The trust score, computed from an agent's counted outcomes. Pure functions, no database.
+
+This module is the published formula; the README's "Trust" section restates it and must
+change with it.
+
+1. Each counted outcome gets a weight: ``0.5 ** (age_days / half_life_days)`` (age in whole
+   UTC calendar days, so a score is stable within a day; half-life 0 turns decay off).
+2. One requester's influence is capped: the requester's outcomes together weigh at most
+   ``max(cap_min, cap_share * W)`` where W is the total weight of all counted outcomes; a
+   requester over the cap has each of its outcomes scaled down by the same factor.
+3. With the capped weights w (n = sum of w):
+   - success_rate      = sum(w * success) / n
+   - latency_score     = sum(w * on_time) / n   (a failure or a late delivery is not on time)
+   - rating_score      = weighted mean stars / 5 over rated outcomes, each rating weighing
+                         w * the rater's reliability; no ratings: neutral 0.6
+   - uptime_score      = min(days since enrollment / 365, 1)
+   - consistency_score = 1 - min(1, unbiased weighted variance of the validation scores)
+                         (variance 0 with fewer than two outcomes' worth of weight)
+4. raw = 0.4 success + 0.2 latency + 0.2 rating + 0.1 uptime + 0.1 consistency.
+5. published = (n * raw + k * prior) / (n + k), prior 0.5 and k the prior strength (3); with
+   no counted outcome the published score is the prior. An identity on probation (the
+   re-enrollment of a banned agent) is capped at the prior.
+
+Weighted sums are taken over outcomes sorted by (time, key), so the same inputs always give
+the same float, whether computed inside a settlement or by the batch recompute.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+PRIOR = 0.5
+NEUTRAL_RATING_SCORE = 0.6
+UPTIME_FULL_DAYS = 365
+
+WEIGHTS: dict[str, float] = {
+    "success_rate": 0.4,
+    "latency_score": 0.2,
+    "rating_score": 0.2,
+    "uptime_score": 0.1,
+    "consistency_score": 0.1,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One counted outcome: a finished contract the agent is measured by."""
+
+    key: str  # the contract id: a stable tie-break for ordering
+    requester: str  # who answers for the request (the requester's owner)
+    at: datetime
+    success: bool
+    on_time: bool
+    validation_score: float
+    stars: int | None = None
+    rating_weight: float = 1.0  # the rater's reliability, 0..1
+    base_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrustParams:
+    prior: float = PRIOR
+    prior_strength: float = 3.0
+    half_life_days: float = 90.0
+    requester_cap_min: float = 3.0
+    requester_cap_share: float = 0.2
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    weight: float
+    value: float | None  # None when there is nothing to measure yet
+    inputs: dict[str, Any]
+
+    @property
+    def weighted(self) -> float | None:
+        return None if self.value is None else self.value * self.weight
+
+
+@dataclass(frozen=True)
+class TrustResult:
+    components: tuple[Component, ...]
+    raw: float | None  # None with no counted outcome
+    effective_outcomes: float  # n: the sum of the capped, decayed weights
+    counted_outcomes: int  # how many outcome rows counted (before weighting)
+    successes: int
+    on_time: int
+    rating_count: int
+    mean_rating: float | None  # weighted mean stars
+    trust: float
+    on_probation: bool
+
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    def value(self, name: str) -> float | None:
+        return self.component(name).value
+
+
+def age_in_days(at: datetime, now: datetime) -> int:
+    """Whole UTC calendar days between two moments; never negative."""
+    return max(0, (now.date() - at.date()).days)
+
+
+def decay(age_days: int, half_life_days: float) -> float:
+    if half_life_days <= 0:
+        return 1.0
+    return float(0.5 ** (age_days / half_life_days))
+
+
+def capped_weights(
+    outcomes: Sequence[Outcome], raw_weights: Sequence[float], params: TrustParams
+) -> list[float]:
+    """Scale each requester's outcomes down so their total is at most the cap."""
+    total = sum(raw_weights)
+    cap = max(params.requester_cap_min, params.requester_cap_share * total)
+    per_requester: dict[str, float] = defaultdict(float)
+    for outcome, weight in zip(outcomes, raw_weights, strict=True):
+        per_requester[outcome.requester] += weight
+    factors = {
+        requester: (cap / weight if weight > cap else 1.0)
+        for requester, weight in per_requester.items()
+    }
+    return [
+        weight * factors[outcome.requester]
+        for outcome, weight in zip(outcomes, raw_weights, strict=True)
+    ]
+
+
+def weighted_variance(values: Sequence[float], weights: Sequence[float]) -> float:
+    """Unbiased variance with reliability weights: sum(w (x - mean)^2) / (V1 - V2 / V1).
+
+    With equal weights this is the familiar sample variance (divide by n - 1); with a
+    single outcome's worth of weight there is no spread to measure, so it is 0.
+    """
+    v1 = sum(weights)
+    if v1 <= 0:
+        return 0.0
+    v2 = sum(w * w for w in weights)
+    denominator = v1 - v2 / v1
+    if denominator <= 1e-12:
+        return 0.0
+    mean = sum(w * x for w, x in zip(weights, values, strict=True)) / v1
+    return sum(w * (x - mean) ** 2 for w, x in zip(weights, values, strict=True)) / denominator
+
+
+def uptime(enrolled_at: datetime, now: datetime) -> tuple[float, int]:
+    days = age_in_days(enrolled_at, now)
+    return min(days / UPTIME_FULL_DAYS, 1.0), days
+
+
+def compute(
+    outcomes: Iterable[Outcome],
+    *,
+    enrolled_at: datetime,
+    now: datetime,
+    params: TrustParams,
+    on_probation: bool = False,
+) -> TrustResult:
+    ordered = sorted(outcomes, key=lambda o: (o.at, o.key))
+    decayed = [
+        o.base_weight * decay(age_in_days(o.at, now), params.half_life_days) for o in ordered
+    ]
+    weights = capped_weights(ordered, decayed, params)
+    n = sum(weights)
+    uptime_value, days = uptime(enrolled_at, now)
+    successes = sum(1 for o in ordered if o.success)
+    on_time = sum(1 for o in ordered if o.on_time)
+
+    rated = [(o, w * o.rating_weight) for o, w in zip(ordered, weights, strict=True)]
+    rated = [(o, w) for o, w in rated if o.stars is not None and w > 0]
+    rating_weight = sum(w for _, w in rated)
+    mean_stars = (
+        sum(w * float(o.stars or 0) for o, w in rated) / rating_weight
+        if rating_weight > 0
+        else None
+    )
+
+    if n > 0:
+        success_rate: float | None = (
+            sum(w for o, w in zip(ordered, weights, strict=True) if o.success) / n
+        )
+        latency: float | None = (
+            sum(w for o, w in zip(ordered, weights, strict=True) if o.on_time) / n
+        )
+        variance: float | None = weighted_variance([o.validation_score for o in ordered], weights)
+        consistency: float | None = 1.0 - min(1.0, variance or 0.0)
+    else:
+        success_rate = latency = variance = consistency = None
+    rating_score = mean_stars / 5 if mean_stars is not None else NEUTRAL_RATING_SCORE
+
+    components = (
+        Component(
+            "success_rate",
+            WEIGHTS["success_rate"],
+            success_rate,
+            {"successes": successes, "outcomes": len(ordered), "weighted_outcomes": n},
+        ),
+        Component(
+            "latency_score",
+            WEIGHTS["latency_score"],
+            latency,
+            {"on_time": on_time, "outcomes": len(ordered)},
+        ),
+        Component(
+            "rating_score",
+            WEIGHTS["rating_score"],
+            rating_score,
+            {
+                "ratings": len(rated),
+                "mean_stars": mean_stars,
+                "neutral": mean_stars is None,
+            },
+        ),
+        Component(
+            "uptime_score",
+            WEIGHTS["uptime_score"],
+            uptime_value,
+            {"days_since_enrollment": days, "full_after_days": UPTIME_FULL_DAYS},
+        ),
+        Component(
+            "consistency_score",
+            WEIGHTS["consistency_score"],
+            consistency,
+            {"validation_score_variance": variance},
+        ),
+    )
+    if n > 0:
+        raw: float | None = sum(c.weighted or 0.0 for c in components)
+        k = params.prior_strength
+        trust = (n * (raw or 0.0) + k * params.prior) / (n + k)
+    else:
+        raw = None
+        trust = params.prior
+    if on_probation:
+        trust = min(trust, params.prior)
+    return TrustResult(
+        components=components,
+        raw=raw,
+        effective_outcomes=n,
+        counted_outcomes=len(ordered),
+        successes=successes,
+        on_time=on_time,
+        rating_count=len(rated),
+        mean_rating=mean_stars,
+        trust=min(1.0, max(0.0, trust)),
+        on_probation=on_probation,
+    )
+
+
+# ---- grades and badges ----
+
+GRADES: tuple[tuple[float, str], ...] = (
+    (0.95, "A+"),
+    (0.92, "A"),
+    (0.88, "A-"),
+    (0.84, "B+"),
+    (0.78, "B"),
+    (0.70, "B-"),
+    (0.65, "C+"),
+    (0.60, "C"),
+    (0.55, "C-"),
+    (0.40, "D"),
+)
+
+
+def grade_for(trust: float) -> str:
+    for threshold, grade in GRADES:
+        if trust >= threshold:
+            return grade
+    return "F"
+
+
+@dataclass(frozen=True)
+class BadgeRule:
+    name: str
+    description: str
+
+
+BADGE_RULES: tuple[BadgeRule, ...] = (
+    BadgeRule("verified", "Proved its Ed25519 key at enrollment and is not on probation."),
+    BadgeRule(
+        "lightning_fast",
+        "At least 90% of counted outcomes delivered at or under the promised ETA, "
+        "over at least 10 counted outcomes.",
+    ),
+    BadgeRule("top_rated", "Mean rating of at least 4.8 stars over at least 10 ratings."),
+    BadgeRule("reliable", "Success rate of at least 98% over at least 50 counted outcomes."),
+    BadgeRule("elite", "Trust of at least 0.95 over at least 100 counted outcomes."),
+)
+
+
+def badges_for(result: TrustResult, *, verified: bool) -> list[str]:
+    """The badges whose rule holds now. Rates are the (decayed, capped) component values."""
+    earned = []
+    if verified and not result.on_probation:
+        earned.append("verified")
+    latency = result.value("latency_score")
+    if result.counted_outcomes >= 10 and latency is not None and latency >= 0.9:
+        earned.append("lightning_fast")
+    if result.rating_count >= 10 and result.mean_rating is not None and result.mean_rating >= 4.8:
+        earned.append("top_rated")
+    success = result.value("success_rate")
+    if result.counted_outcomes >= 50 and success is not None and success >= 0.98:
+        earned.append("reliable")
+    if result.counted_outcomes >= 100 and result.trust >= 0.95:
+        earned.append("elite")
+    return earned
+
+
+def breakdown(result: TrustResult, params: TrustParams) -> dict[str, Any]:
+    """The reputation breakdown as the API shows it: every input needed to redo the sum."""
+    return {
+        "components": [
+            {
+                "name": c.name,
+                "weight": c.weight,
+                "value": c.value,
+                "weighted": c.weighted,
+                "inputs": c.inputs,
+            }
+            for c in result.components
+        ],
+        "raw_score": result.raw,
+        "effective_outcomes": result.effective_outcomes,
+        "counted_outcomes": result.counted_outcomes,
+        "prior": params.prior,
+        "prior_strength": params.prior_strength,
+        "half_life_days": params.half_life_days,
+        "requester_cap": {"min": params.requester_cap_min, "share": params.requester_cap_share},
+        "on_probation": result.on_probation,
+        "trust_score": result.trust,
+    }

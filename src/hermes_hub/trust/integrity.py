@@ -1,0 +1,293 @@
+"""Manipulation detection over who trades with whom, and rater reliability. Pure functions.
+
+Accounts are users: a contract is a trade from the requester's owner (who pays) to the
+awarded agent's owner (who earns). Three patterns are flagged:
+
+- **circular flow**: a strongly connected group of accounts (money goes round: A pays B,
+  B pays C, C pays A; or A and B pay each other), each edge carrying at least
+  ``cycle_min_contracts`` contracts, whose members do at least ``insular_share`` of all
+  their trade inside the group;
+- **dense cluster**: a community (Louvain, fixed seed) of at least ``cluster_min_size``
+  accounts with undirected density of at least ``cluster_min_density``, at least
+  ``cluster_min_contracts`` internal contracts, at least ``insular_share`` of its members'
+  trade internal, and at least half its members both buying and selling inside it (a
+  provider's loyal customers buy but do not sell, so they are not a ring);
+- **new account, many agents**: an account younger than ``new_account_days`` owning at least
+  ``new_account_min_agents`` agents, with trade to stop counting.
+
+A rater is a consistent outlier when, over at least ``rater_min_compared`` ratings of agents
+that at least two other raters also rated, their stars sit on average at least
+``rater_outlier_deviation`` stars from the median of the others; their ratings then weigh
+``rater_outlier_weight`` (half that again at 1.5x the deviation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import networkx as nx
+
+
+@dataclass(frozen=True)
+class Trade:
+    contract_id: str
+    payer: str  # the requester's owner
+    payee: str  # the awarded agent's owner
+    units: int
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    created_at: datetime
+    agent_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IntegrityParams:
+    insular_share: float = 0.8
+    cycle_min_contracts: int = 2
+    cluster_min_size: int = 3
+    cluster_min_density: float = 0.6
+    cluster_min_contracts: int = 6
+    new_account_days: int = 7
+    new_account_min_agents: int = 10
+    rater_min_compared: int = 3
+    rater_outlier_deviation: float = 2.0
+    rater_outlier_weight: float = 0.25
+
+
+@dataclass
+class Finding:
+    kind: str
+    accounts: frozenset[str]
+    contract_ids: set[str] = field(default_factory=set)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(",".join(sorted(self.accounts)).encode()).hexdigest()
+        return f"{self.kind}:{digest[:64]}"
+
+
+def _trade_graph(trades: Sequence[Trade]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for trade in trades:
+        if trade.payer == trade.payee:
+            continue  # self-dealing already earns no credit
+        if graph.has_edge(trade.payer, trade.payee):
+            edge = graph[trade.payer][trade.payee]
+            edge["contracts"] += 1
+            edge["units"] += trade.units
+        else:
+            graph.add_edge(trade.payer, trade.payee, contracts=1, units=trade.units)
+    return graph
+
+
+def _internal_share(graph: nx.DiGraph, members: set[str]) -> tuple[float, int]:
+    """Share of the members' contracts (either direction) that stay inside the group."""
+    internal = total = 0
+    for u, v, data in graph.edges(data=True):
+        if u in members or v in members:
+            total += data["contracts"]
+            if u in members and v in members:
+                internal += data["contracts"]
+    return (internal / total if total else 0.0), internal
+
+
+def _contracts_between(trades: Iterable[Trade], members: frozenset[str]) -> set[str]:
+    return {t.contract_id for t in trades if t.payer in members and t.payee in members}
+
+
+def circular_flows(trades: Sequence[Trade], params: IntegrityParams) -> list[Finding]:
+    graph = _trade_graph(trades)
+    strong = nx.DiGraph()
+    strong.add_edges_from(
+        (u, v) for u, v, d in graph.edges(data=True) if d["contracts"] >= params.cycle_min_contracts
+    )
+    findings = []
+    for component in nx.strongly_connected_components(strong):
+        if len(component) < 2:
+            continue
+        share, internal = _internal_share(graph, component)
+        if share < params.insular_share:
+            continue
+        members = frozenset(component)
+        units = sum(
+            d["units"] for u, v, d in graph.edges(data=True) if u in members and v in members
+        )
+        findings.append(
+            Finding(
+                kind="circular_flow",
+                accounts=members,
+                contract_ids=_contracts_between(trades, members),
+                detail={
+                    "internal_share": round(share, 4),
+                    "internal_contracts": internal,
+                    "circulated_units": units,
+                },
+            )
+        )
+    return findings
+
+
+def dense_clusters(trades: Sequence[Trade], params: IntegrityParams) -> list[Finding]:
+    directed = _trade_graph(trades)
+    if directed.number_of_edges() == 0:
+        return []
+    undirected = nx.Graph()
+    for u, v, data in directed.edges(data=True):
+        weight = data["contracts"] + (
+            undirected[u][v]["weight"] if undirected.has_edge(u, v) else 0
+        )
+        undirected.add_edge(u, v, weight=weight)
+    findings = []
+    for community in nx.community.louvain_communities(undirected, weight="weight", seed=0):
+        if len(community) < params.cluster_min_size:
+            continue
+        density = nx.density(undirected.subgraph(community))
+        share, internal = _internal_share(directed, community)
+        if (
+            density < params.cluster_min_density
+            or internal < params.cluster_min_contracts
+            or share < params.insular_share
+        ):
+            continue
+        both_ways = sum(
+            1
+            for account in community
+            if any(p in community for p in directed.predecessors(account))
+            and any(s in community for s in directed.successors(account))
+        )
+        if both_ways * 2 < len(community):
+            continue
+        members = frozenset(community)
+        findings.append(
+            Finding(
+                kind="dense_cluster",
+                accounts=members,
+                contract_ids=_contracts_between(trades, members),
+                detail={
+                    "density": round(density, 4),
+                    "internal_share": round(share, 4),
+                    "internal_contracts": internal,
+                    "members_buying_and_selling": both_ways,
+                },
+            )
+        )
+    return findings
+
+
+def new_accounts_with_many_agents(
+    trades: Sequence[Trade],
+    accounts: Iterable[Account],
+    *,
+    now: datetime,
+    params: IntegrityParams,
+) -> list[Finding]:
+    findings = []
+    cutoff = now - timedelta(days=params.new_account_days)
+    for account in accounts:
+        if account.created_at < cutoff or len(account.agent_ids) < params.new_account_min_agents:
+            continue
+        involved = {t.contract_id for t in trades if account.id in (t.payer, t.payee)}
+        if not involved:
+            continue
+        findings.append(
+            Finding(
+                kind="new_account_many_agents",
+                accounts=frozenset({account.id}),
+                contract_ids=involved,
+                detail={
+                    "agents": len(account.agent_ids),
+                    "account_created_at": account.created_at.isoformat(),
+                },
+            )
+        )
+    return findings
+
+
+def scan(
+    trades: Sequence[Trade],
+    accounts: Iterable[Account],
+    *,
+    now: datetime,
+    params: IntegrityParams,
+) -> list[Finding]:
+    return [
+        *circular_flows(trades, params),
+        *dense_clusters(trades, params),
+        *new_accounts_with_many_agents(trades, accounts, now=now, params=params),
+    ]
+
+
+# ---- rater reliability ----
+
+
+@dataclass(frozen=True)
+class RatingSample:
+    rater: str
+    agent: str
+    stars: int
+
+
+@dataclass(frozen=True)
+class RaterReliability:
+    weight: float
+    compared: int
+    mean_deviation: float
+
+
+def _median_of_counts(counts: Sequence[int]) -> float:
+    """The median of a multiset of stars given as counts per star (index 0 is 1 star)."""
+    total = sum(counts)
+    values = []
+    for position in ((total - 1) // 2, total // 2):
+        seen = 0
+        for index, count in enumerate(counts):
+            seen += count
+            if position < seen:
+                values.append(index + 1)
+                break
+    return sum(values) / 2
+
+
+def rater_reliability(
+    ratings: Sequence[RatingSample], params: IntegrityParams
+) -> dict[str, RaterReliability]:
+    # Stars are 1..5, so each agent's ratings are kept as counts per star and the median of
+    # "everyone but this rater" is read off the counts: linear in the number of ratings.
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 5)
+    mine: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 5)
+    raters_of: dict[str, set[str]] = defaultdict(set)
+    for rating in ratings:
+        counts[rating.agent][rating.stars - 1] += 1
+        mine[(rating.rater, rating.agent)][rating.stars - 1] += 1
+        raters_of[rating.agent].add(rating.rater)
+    deviations: dict[str, list[float]] = defaultdict(list)
+    for (rater, agent), own in mine.items():
+        if len(raters_of[agent]) - 1 < 2:
+            continue
+        others = [total - own_count for total, own_count in zip(counts[agent], own, strict=True)]
+        median = _median_of_counts(others)
+        for index, count in enumerate(own):
+            deviations[rater].extend([abs(index + 1 - median)] * count)
+    result = {}
+    for rater in sorted({r.rater for r in ratings}):
+        compared = deviations.get(rater, [])
+        mean_deviation = sum(compared) / len(compared) if compared else 0.0
+        weight = 1.0
+        if len(compared) >= params.rater_min_compared:
+            if mean_deviation >= 1.5 * params.rater_outlier_deviation:
+                weight = params.rater_outlier_weight / 2
+            elif mean_deviation >= params.rater_outlier_deviation:
+                weight = params.rater_outlier_weight
+        result[rater] = RaterReliability(
+            weight=weight, compared=len(compared), mean_deviation=mean_deviation
+        )
+    return result
