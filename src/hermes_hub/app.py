@@ -32,6 +32,9 @@ from hermes_hub.mesh.scheduler import MeshScheduler
 from hermes_hub.ops.metrics import RequestObserver
 from hermes_hub.ops.router import router as ops_router
 from hermes_hub.runtime import Runtime
+from hermes_hub.trust.leaderboard import LeaderboardCache
+from hermes_hub.trust.router import routers as trust_routers
+from hermes_hub.trust.service import CHANGE_LISTENER_INFO_KEY
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -67,8 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl_seconds=3 * settings.ws_heartbeat_seconds,
     )
     # Every session carries the broker, so events.log.publish pushes after each commit.
+    # The leaderboard cache empties itself after every commit that changed trust.
+    leaderboard_cache = LeaderboardCache(redis_client, key=f"{prefix}:trust:generation")
     database = Database.from_engine(
-        create_engine(settings), session_info={BROKER_INFO_KEY: event_broker}
+        create_engine(settings),
+        session_info={
+            BROKER_INFO_KEY: event_broker,
+            CHANGE_LISTENER_INFO_KEY: leaderboard_cache.invalidate,
+        },
     )
 
     @asynccontextmanager
@@ -107,11 +116,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
     app.state.event_broker = event_broker
     app.state.presence = presence
+    app.state.leaderboard_cache = leaderboard_cache
 
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(events_router)
-    for router in (*identity_routers, *ledger_routers, *mesh_routers):
+    for router in (*identity_routers, *ledger_routers, *mesh_routers, *trust_routers):
         app.include_router(router)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -47,6 +47,7 @@ from hermes_hub.identity.schemas import (
 from hermes_hub.kit.pagination import Page, PageParams, page_params
 from hermes_hub.kit.time import utcnow
 from hermes_hub.runtime import RuntimeDep
+from hermes_hub.trust import review as trust_review
 
 Paging = Annotated[PageParams, Depends(page_params)]
 
@@ -156,6 +157,10 @@ async def complete_agent_enrollment(
         signature=body.signature,
         now=utcnow(),
         key_ttl=timedelta(days=runtime.settings.api_key_ttl_days),
+    )
+    # Its first trust score (the prior, or probation if it re-enrolls a banned agent).
+    await trust_review.check_reenrollment(
+        session, agent=enrolled.agent, settings=runtime.settings, now=utcnow()
     )
     return EnrollmentResult(
         agent_id=enrolled.agent.id,

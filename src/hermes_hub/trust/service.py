@@ -277,14 +277,18 @@ async def recompute(
     if not agent_ids:
         return []
     params = params_from(settings)
-    previous = await _lock_scores(session, agent_ids, now)
-    ids = sorted(previous)
     agents = {
         agent_id: (created_at, status)
         for agent_id, created_at, status in await session.execute(
-            select(Agent.id, Agent.created_at, Agent.status).where(Agent.id.in_(ids))
+            select(Agent.id, Agent.created_at, Agent.status).where(
+                Agent.id.in_(sorted(set(agent_ids)))
+            )
         )
     }
+    if not agents:
+        return []
+    previous = await _lock_scores(session, list(agents), now)
+    ids = sorted(previous)
     outcomes = await counted_outcomes(session, ids)
     probation = await agents_on_probation(session, ids)
     totals = {
