@@ -168,6 +168,8 @@ def settings(
         "rate_limit_login": GENEROUS_LIMIT,
         "rate_limit_register": GENEROUS_LIMIT,
         "rate_limit_enroll": GENEROUS_LIMIT,
+        # The nightly trust job would scan and recompute at random points of a test.
+        "trust_nightly_enabled": False,
     }
     values.update(settings_overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from hermes_hub.ops.metrics import RequestObserver
 from hermes_hub.ops.router import router as ops_router
 from hermes_hub.runtime import Runtime
 from hermes_hub.trust.leaderboard import LeaderboardCache
+from hermes_hub.trust.nightly import TrustNightly
 from hermes_hub.trust.router import routers as trust_routers
 from hermes_hub.trust.service import CHANGE_LISTENER_INFO_KEY
 
@@ -84,10 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await event_broker.start()
         app.state.mesh_scheduler.start()
+        app.state.trust_nightly.start()
         try:
             yield
         finally:
             await app.state.mesh_scheduler.stop()
+            await app.state.trust_nightly.stop()
             await app.state.key_usage.drain()
             # After everything that may still publish events.
             await event_broker.stop()
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.request_observer = RequestObserver(database.engine)
     app.state.key_usage = KeyUsageRecorder(database)
     app.state.mesh_scheduler = MeshScheduler(database, settings)
+    app.state.trust_nightly = TrustNightly(database, settings)
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
     app.state.event_broker = event_broker
     app.state.presence = presence

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     trust_leaderboard_min_outcomes: int = Field(default=5, ge=0, le=1_000_000)
     trust_rating_edit_days: int = Field(default=7, ge=0, le=365)
     trust_nightly_hour: int = Field(default=3, ge=0, le=23)
+    trust_nightly_enabled: bool = True
 
     @field_validator("cors_origins", mode="before")
     @classmethod

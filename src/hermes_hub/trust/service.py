@@ -59,7 +59,8 @@ def params_from(settings: Settings) -> TrustParams:
     )
 
 
-def _insert(session: AsyncSession) -> Any:
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, for ON CONFLICT clauses."""
     return pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
 
 
@@ -240,7 +241,7 @@ async def _lock_scores(
     ordered = sorted(set(agent_ids))
     prior = formula.PRIOR
     await session.execute(
-        _insert(session)(TrustScore)
+        insert_for(session)(TrustScore)
         .values(
             [
                 {
@@ -364,7 +365,7 @@ async def _store(
     new_badges: list[dict[str, Any]],
     gone_badges: list[tuple[uuid.UUID, str]],
 ) -> None:
-    insert = _insert(session)
+    insert = insert_for(session)
     if score_rows:
         statement = insert(TrustScore).values(score_rows)
         await session.execute(
