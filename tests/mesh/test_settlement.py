@@ -581,14 +581,18 @@ async def test_every_transition_writes_its_events(app, client):
     assert all(row.data["settlement"]["units"]["agent_share"] == 405 for row in settled_events)
     assert all(row.data["rating"] == 5 for row in settled_events)
     # The loser hears of the contract and of losing it, nothing after.
-    assert await types_for(app, agent_ref(loser)) == ["contract.created", "contract.awarded"]
+    # Enrollment computed each agent's first trust: the prior, and the Verified badge.
+    assert await types_for(app, agent_ref(loser)) == [
+        "badge.earned",
+        "contract.created",
+        "contract.awarded",
+    ]
     assert await types_for(app, agent_ref(winner)) == [
+        "badge.earned",
         "contract.created",
         "contract.awarded",
         "contract.delivered",
         "contract.settled",
-        # The settlement recomputed the winner's trust: a first outcome, and enrollment by
-        # key is the Verified badge.
+        # The settlement recomputed the winner's trust from its first outcome.
         "trust.updated",
-        "badge.earned",
     ]

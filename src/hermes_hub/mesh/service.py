@@ -32,6 +32,7 @@ from hermes_hub.mesh.validation import check_schema, validate_delivery
 from hermes_hub.trust import ratings
 from hermes_hub.trust import service as trust
 from hermes_hub.trust.levels import Complexity, level_for, may_take, minimum_level
+from hermes_hub.trust.models import Rating
 from hermes_hub.trust.service import trust_score, trust_scores
 
 S = ContractStatus
@@ -790,7 +791,9 @@ async def _record_metric(
         execution_seconds=execution,
         promised_seconds=promised,
         on_time=success and execution is not None and execution <= promised,
-        rating=contract.rating,
+        # The rating that counts: one recorded for this contract (a rating sent with a
+        # rejected delivery is not one; the requester may rate after the ruling).
+        rating=await session.scalar(select(Rating.stars).where(Rating.contract_id == contract.id)),
         created_at=now,
         requester_owner_id=contract.requester_owner_id,
         agent_owner_id=agent.owner_id,

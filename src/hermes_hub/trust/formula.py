@@ -6,16 +6,18 @@ change with it.
 1. Each counted outcome gets a weight: ``0.5 ** (age_days / half_life_days)`` (age in whole
    UTC calendar days, so a score is stable within a day; half-life 0 turns decay off).
 2. One requester's influence is capped: the requester's outcomes together weigh at most
-   ``max(cap_min, cap_share * W)`` where W is the total weight of all counted outcomes; a
-   requester over the cap has each of its outcomes scaled down by the same factor.
+   ``max(cap_min, cap_share * W)`` where W is the total weight after capping (see
+   ``requester_cap``); a requester over the cap has each of its outcomes scaled down by the
+   same factor.
 3. With the capped weights w (n = sum of w):
    - success_rate      = sum(w * success) / n
    - latency_score     = sum(w * on_time) / n   (a failure or a late delivery is not on time)
    - rating_score      = weighted mean stars / 5 over rated outcomes, each rating weighing
                          w * the rater's reliability; no ratings: neutral 0.6
    - uptime_score      = min(days since enrollment / 365, 1)
-   - consistency_score = 1 - min(1, unbiased weighted variance of the validation scores)
-                         (variance 0 with fewer than two outcomes' worth of weight)
+   - consistency_score = 1 - min(1, weighted variance of the validation scores), with
+                         Bessel's correction by the number of outcomes (see
+                         ``weighted_variance``; 0 with a single outcome)
 4. raw = 0.4 success + 0.2 latency + 0.2 rating + 0.1 uptime + 0.1 consistency.
 5. published = (n * raw + k * prior) / (n + k), prior 0.5 and k the prior strength (3); with
    no counted outcome the published score is the prior. An identity on probation (the
@@ -30,7 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 PRIOR = 0.5
@@ -104,7 +106,11 @@ class TrustResult:
 
 def age_in_days(at: datetime, now: datetime) -> int:
     """Whole UTC calendar days between two moments; never negative."""
-    return max(0, (now.date() - at.date()).days)
+    return max(0, (_utc_date(now) - _utc_date(at)).days)
+
+
+def _utc_date(moment: datetime) -> date:
+    return moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
 
 
 def decay(age_days: int, half_life_days: float) -> float:
@@ -113,15 +119,42 @@ def decay(age_days: int, half_life_days: float) -> float:
     return float(0.5 ** (age_days / half_life_days))
 
 
+def requester_cap(totals: Sequence[float], params: TrustParams) -> float | None:
+    """The most one requester's outcomes may weigh together, or None if no one is over it.
+
+    The cap is relative to what the score ends up built from: the largest c such that
+    c <= max(cap_min, cap_share * sum(min(W_r, c))) over the requesters' totals W_r. So a
+    requester that is an agent's only customer weighs at most cap_min, whatever it sends.
+    """
+    ordered = sorted(totals, reverse=True)
+    if not ordered:
+        return None
+    share, floor = params.requester_cap_share, params.requester_cap_min
+    if ordered[0] <= max(floor, share * sum(ordered)):
+        return None
+    # With the k largest requesters held at c and the rest as they are:
+    # c = share * (rest + k c), so c = share * rest / (1 - share k).
+    rest = sum(ordered)
+    for k in range(1, len(ordered) + 1):
+        rest -= ordered[k - 1]
+        below = ordered[k] if k < len(ordered) else 0.0
+        candidate = share * rest / (1 - share * k) if share * k < 1 else float("inf")
+        cap = max(floor, candidate)
+        if below <= cap <= ordered[k - 1]:
+            return cap
+    return floor
+
+
 def capped_weights(
     outcomes: Sequence[Outcome], raw_weights: Sequence[float], params: TrustParams
 ) -> list[float]:
-    """Scale each requester's outcomes down so their total is at most the cap."""
-    total = sum(raw_weights)
-    cap = max(params.requester_cap_min, params.requester_cap_share * total)
+    """Scale each requester over the cap down to it, proportionally over its outcomes."""
     per_requester: dict[str, float] = defaultdict(float)
     for outcome, weight in zip(outcomes, raw_weights, strict=True):
         per_requester[outcome.requester] += weight
+    cap = requester_cap(list(per_requester.values()), params)
+    if cap is None:
+        return list(raw_weights)
     factors = {
         requester: (cap / weight if weight > cap else 1.0)
         for requester, weight in per_requester.items()
@@ -133,20 +166,21 @@ def capped_weights(
 
 
 def weighted_variance(values: Sequence[float], weights: Sequence[float]) -> float:
-    """Unbiased variance with reliability weights: sum(w (x - mean)^2) / (V1 - V2 / V1).
+    """The weighted variance with Bessel's correction by the number of outcomes:
+    ``sum(w (x - mean)^2) / sum(w) * m / (m - 1)``, m the number of outcomes with weight.
 
-    With equal weights this is the familiar sample variance (divide by n - 1); with a
-    single outcome's worth of weight there is no spread to measure, so it is 0.
+    With equal weights this is the familiar sample variance (divide by m - 1); an outcome
+    whose weight has decayed toward 0 moves it toward 0 too; a single outcome has no spread
+    to measure: 0.
     """
-    v1 = sum(weights)
-    if v1 <= 0:
+    weighed = [(x, w) for x, w in zip(values, weights, strict=True) if w > 0]
+    count = len(weighed)
+    if count < 2:
         return 0.0
-    v2 = sum(w * w for w in weights)
-    denominator = v1 - v2 / v1
-    if denominator <= 1e-12:
-        return 0.0
-    mean = sum(w * x for w, x in zip(weights, values, strict=True)) / v1
-    return sum(w * (x - mean) ** 2 for w, x in zip(weights, values, strict=True)) / denominator
+    v1 = sum(w for _, w in weighed)
+    mean = sum(w * x for x, w in weighed) / v1
+    spread = sum(w * (x - mean) ** 2 for x, w in weighed) / v1
+    return spread * count / (count - 1)
 
 
 def uptime(enrolled_at: datetime, now: datetime) -> tuple[float, int]:

@@ -3,22 +3,24 @@
 Accounts are users: a contract is a trade from the requester's owner (who pays) to the
 awarded agent's owner (who earns). Three patterns are flagged:
 
-- **circular flow**: a strongly connected group of accounts (money goes round: A pays B,
-  B pays C, C pays A; or A and B pay each other), each edge carrying at least
+- **circular flow**: a strongly connected group of 2 to ``ring_max_size`` accounts (money
+  goes round: A pays B, B pays C, C pays A; or A and B pay each other), each edge carrying at least
   ``cycle_min_contracts`` contracts, whose members do at least ``insular_share`` of all
   their trade inside the group;
-- **dense cluster**: a community (Louvain, fixed seed) of at least ``cluster_min_size``
-  accounts with undirected density of at least ``cluster_min_density``, at least
-  ``cluster_min_contracts`` internal contracts, at least ``insular_share`` of its members'
-  trade internal, and at least half its members both buying and selling inside it (a
-  provider's loyal customers buy but do not sell, so they are not a ring);
+- **dense cluster**: the core of a community (Louvain, fixed seed; members with fewer than
+  ``cycle_min_contracts`` contracts inside it are pruned, repeatedly) of at least
+  ``cluster_min_size`` accounts with undirected density of at least
+  ``cluster_min_density``, at least ``cluster_min_contracts`` internal contracts, at least
+  ``insular_share`` of its members' trade internal, and at least half its members both
+  buying and selling inside it (a provider's loyal customers buy but do not sell, so they
+  are not a ring);
 - **new account, many agents**: an account younger than ``new_account_days`` owning at least
   ``new_account_min_agents`` agents, with trade to stop counting.
 
-A rater is a consistent outlier when, over at least ``rater_min_compared`` ratings of agents
-that at least two other raters also rated, their stars sit on average at least
-``rater_outlier_deviation`` stars from the median of the others; their ratings then weigh
-``rater_outlier_weight`` (half that again at 1.5x the deviation).
+A rater is a consistent outlier when, over at least ``rater_min_compared`` agents that at
+least two other raters also rated, their mean stars for the agent sit on average at least
+``rater_outlier_deviation`` stars from the median of the other raters' means; their ratings
+then weigh ``rater_outlier_weight`` (half that again at 1.5x the deviation).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Account:
 class IntegrityParams:
     insular_share: float = 0.8
     cycle_min_contracts: int = 2
+    # Rings are small by nature; a whole small market trading in a circle is not one.
+    ring_max_size: int = 8
     cluster_min_size: int = 3
     cluster_min_density: float = 0.6
     cluster_min_contracts: int = 6
@@ -112,7 +116,7 @@ def circular_flows(trades: Sequence[Trade], params: IntegrityParams) -> list[Fin
     )
     findings = []
     for component in nx.strongly_connected_components(strong):
-        if len(component) < 2:
+        if not 2 <= len(component) <= params.ring_max_size:
             continue
         share, internal = _internal_share(graph, component)
         if share < params.insular_share:
@@ -136,6 +140,23 @@ def circular_flows(trades: Sequence[Trade], params: IntegrityParams) -> list[Fin
     return findings
 
 
+def _core(graph: nx.Graph, members: set[str], min_contracts: int) -> set[str]:
+    """Drop, until none is left, members with fewer than ``min_contracts`` contracts with the
+    rest: community detection pulls one-off outside buyers in, and they must not dilute the
+    group's density."""
+    core = set(members)
+    while True:
+        weak = {
+            account
+            for account in core
+            if sum(graph[account][other]["weight"] for other in graph[account] if other in core)
+            < min_contracts
+        }
+        if not weak:
+            return core
+        core -= weak
+
+
 def dense_clusters(trades: Sequence[Trade], params: IntegrityParams) -> list[Finding]:
     directed = _trade_graph(trades)
     if directed.number_of_edges() == 0:
@@ -147,7 +168,8 @@ def dense_clusters(trades: Sequence[Trade], params: IntegrityParams) -> list[Fin
         )
         undirected.add_edge(u, v, weight=weight)
     findings = []
-    for community in nx.community.louvain_communities(undirected, weight="weight", seed=0):
+    for found in nx.community.louvain_communities(undirected, weight="weight", seed=0):
+        community = _core(undirected, set(found), params.cycle_min_contracts)
         if len(community) < params.cluster_min_size:
             continue
         density = nx.density(undirected.subgraph(community))
@@ -243,40 +265,39 @@ class RaterReliability:
     mean_deviation: float
 
 
-def _median_of_counts(counts: Sequence[int]) -> float:
-    """The median of a multiset of stars given as counts per star (index 0 is 1 star)."""
-    total = sum(counts)
-    values = []
-    for position in ((total - 1) // 2, total // 2):
-        seen = 0
-        for index, count in enumerate(counts):
-            seen += count
-            if position < seen:
-                values.append(index + 1)
-                break
-    return sum(values) / 2
+def _median_without(ordered: Sequence[float], skip: int) -> float:
+    """The median of a sorted list with the element at ``skip`` left out."""
+    length = len(ordered) - 1
+
+    def at(position: int) -> float:
+        return ordered[position if position < skip else position + 1]
+
+    return (at((length - 1) // 2) + at(length // 2)) / 2
 
 
 def rater_reliability(
     ratings: Sequence[RatingSample], params: IntegrityParams
 ) -> dict[str, RaterReliability]:
-    # Stars are 1..5, so each agent's ratings are kept as counts per star and the median of
-    # "everyone but this rater" is read off the counts: linear in the number of ratings.
-    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 5)
-    mine: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 5)
-    raters_of: dict[str, set[str]] = defaultdict(set)
+    """Each rater is compared, agent by agent, with the median of the other raters of that
+    agent (each rater counting once per agent, by their mean stars for it), so a rater who
+    rates one agent many times cannot outvote the others. A rater's deviation is averaged
+    over the agents compared."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for rating in ratings:
-        counts[rating.agent][rating.stars - 1] += 1
-        mine[(rating.rater, rating.agent)][rating.stars - 1] += 1
-        raters_of[rating.agent].add(rating.rater)
+        entry = sums[(rating.agent, rating.rater)]
+        entry[0] += rating.stars
+        entry[1] += 1
+    by_agent: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for (agent, rater), (total, count) in sums.items():
+        by_agent[agent].append((total / count, rater))
     deviations: dict[str, list[float]] = defaultdict(list)
-    for (rater, agent), own in mine.items():
-        if len(raters_of[agent]) - 1 < 2:
+    for means in by_agent.values():
+        if len(means) < 3:  # a rater needs at least two others to be compared with
             continue
-        others = [total - own_count for total, own_count in zip(counts[agent], own, strict=True)]
-        median = _median_of_counts(others)
-        for index, count in enumerate(own):
-            deviations[rater].extend([abs(index + 1 - median)] * count)
+        means.sort()
+        ordered = [mean for mean, _ in means]
+        for index, (mean, rater) in enumerate(means):
+            deviations[rater].append(abs(mean - _median_without(ordered, index)))
     result = {}
     for rater in sorted({r.rater for r in ratings}):
         compared = deviations.get(rater, [])
