@@ -43,12 +43,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Table, delete, event, func, insert, select, text
+from sqlalchemy import Table, delete, event, insert, select, text
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -337,7 +337,6 @@ def bench_settings(backend: Backend, workdir: Path, **extra: Any) -> Settings:
         "log_level": "warning",
         "rate_limit_key_prefix": f"hermes_bench_{secrets.token_hex(4)}",
         "rate_limit_default": h.GENEROUS_LIMIT,
-        "rate_limit_anonymous": h.GENEROUS_LIMIT,
         "rate_limit_login": h.GENEROUS_LIMIT,
         "rate_limit_register": h.GENEROUS_LIMIT,
         "rate_limit_enroll": h.GENEROUS_LIMIT,
@@ -406,7 +405,8 @@ class BulkLoader:
         names = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
         self._sqlite.execute("BEGIN")
-        self._sqlite.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', converted)
+        statement = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'  # noqa: S608
+        self._sqlite.executemany(statement, converted)
         self._sqlite.execute("COMMIT")
 
     async def analyze(self) -> None:
@@ -418,65 +418,24 @@ class BulkLoader:
 # ---------------------------------------------------------------- generated data
 
 
-CONTRACT_COLUMNS = (
-    "id",
-    "requester_user_id",
-    "requester_owner_id",
-    "payer_account_id",
-    "intent",
-    "capability",
-    "mode",
-    "complexity",
-    "currency",
-    "reward_units",
-    "held_units",
-    "bidding_seconds",
-    "delivery_window_seconds",
-    "status",
-    "created_at",
-    "bidding_closes_at",
-    "awarded_at",
-    "delivered_at",
-    "closed_at",
-    "awarded_agent_id",
-    "price_units",
-    "promised_eta_seconds",
-    "validation_score",
-    "settled_by",
-    "rating",
+def column_names(names: str) -> tuple[str, ...]:
+    return tuple(names.split())
+
+
+CONTRACT_COLUMNS = column_names(
+    "id requester_user_id requester_owner_id payer_account_id intent capability mode "
+    "complexity currency reward_units held_units bidding_seconds delivery_window_seconds "
+    "status created_at bidding_closes_at awarded_at delivered_at closed_at "
+    "awarded_agent_id price_units promised_eta_seconds validation_score settled_by rating"
 )
-METRIC_COLUMNS = (
-    "id",
-    "agent_id",
-    "contract_id",
-    "outcome",
-    "success",
-    "validation_score",
-    "execution_seconds",
-    "promised_seconds",
-    "on_time",
-    "rating",
-    "created_at",
-    "requester_owner_id",
-    "agent_owner_id",
-    "capability",
-    "earned_units",
-    "excluded_reason",
+METRIC_COLUMNS = column_names(
+    "id agent_id contract_id outcome success validation_score execution_seconds "
+    "promised_seconds on_time rating created_at requester_owner_id agent_owner_id "
+    "capability earned_units excluded_reason"
 )
-RATING_COLUMNS = (
-    "id",
-    "contract_id",
-    "agent_id",
-    "rater_owner_id",
-    "rater_ref",
-    "stars",
-    "quality",
-    "speed",
-    "communication",
-    "comment",
-    "created_at",
-    "updated_at",
-    "editable_until",
+RATING_COLUMNS = column_names(
+    "id contract_id agent_id rater_owner_id rater_ref stars quality speed communication "
+    "comment created_at updated_at editable_until"
 )
 
 
@@ -753,9 +712,7 @@ async def insert_integrity_rows(database: Database, world: World, rng: random.Ra
                 "updated_at": now,
             }
         )
-        flagged += [
-            {"flag_id": flag_id, "contract_id": c} for c in world.contract_ids[i : i + 10]
-        ]
+        flagged += [{"flag_id": flag_id, "contract_id": c} for c in world.contract_ids[i : i + 10]]
     if world.agents:
         subject = rng.choice(world.agents).id
         flags.append(
@@ -922,9 +879,7 @@ async def forget_outcome(fx: SettleFixture, contract_id: uuid.UUID, agent_id: uu
     await in_transaction(fx.database, work)
 
 
-async def settle_phase(
-    backend: Backend, workdir: Path, args: argparse.Namespace
-) -> dict[str, Any]:
+async def settle_phase(backend: Backend, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     settings = bench_settings(backend, workdir)
     database = Database.from_engine(create_engine(settings))
     try:
@@ -950,8 +905,10 @@ async def settle_phase(
                 order = ("with_recompute", "recompute_no_op")
                 for variant in order if i % 2 == 0 else order[::-1]:
                     contract_id = prepared.pop()
-                    with recompute_disabled() if variant == "recompute_no_op" else (
-                        contextlib.nullcontext()
+                    with (
+                        recompute_disabled()
+                        if variant == "recompute_no_op"
+                        else (contextlib.nullcontext())
                     ):
                         elapsed, count = await time_settle(fx, contract_id)
                     await forget_outcome(fx, contract_id, agent_id)
@@ -960,9 +917,7 @@ async def settle_phase(
                         counts[variant].append(count)
             paired = [
                 a - b
-                for a, b in zip(
-                    timings["with_recompute"], timings["recompute_no_op"], strict=True
-                )
+                for a, b in zip(timings["with_recompute"], timings["recompute_no_op"], strict=True)
             ]
             with_d = dist(timings["with_recompute"])
             without_d = dist(timings["recompute_no_op"])
@@ -1254,7 +1209,12 @@ async def run_recompute_all(
 
 
 async def recompute_in_large_db(
-    database: Database, settings: Settings, meter: StatementMeter, world: World, runs: int, warmup: int
+    database: Database,
+    settings: Settings,
+    meter: StatementMeter,
+    world: World,
+    runs: int,
+    warmup: int,
 ) -> dict[str, Any]:
     """The incremental recompute of random agents, with the whole batch's data in the tables."""
     fx = SettleFixture(database, settings, mesh.Party(None, None, uuid.uuid4()), meter, {})
@@ -1391,7 +1351,10 @@ async def _client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _register(client: httpx.AsyncClient) -> dict[str, str]:
-    body = {"email": f"viewer-{uuid.uuid4().hex[:10]}@example.com", "password": "bench " * 4}
+    body = {
+        "email": f"viewer-{uuid.uuid4().hex[:10]}@example.com",
+        "password": secrets.token_urlsafe(24),
+    }
     response = await client.post("/api/v1/auth/register", json=body)
     if response.status_code != 201:
         raise RuntimeError(f"register answered {response.status_code}: {response.text[:300]}")

@@ -159,7 +159,7 @@ async def complete_agent_enrollment(
         key_ttl=timedelta(days=runtime.settings.api_key_ttl_days),
     )
     # Its first trust score (the prior, or probation if it re-enrolls a banned agent).
-    await trust_review.check_reenrollment(
+    await trust_review.check_banned_identity(
         session, agent=enrolled.agent, settings=runtime.settings, now=utcnow()
     )
     return EnrollmentResult(
@@ -207,13 +207,22 @@ async def get_agent(
 
 @agents_router.patch("/{agent_id}", response_model=AgentPrivate, operation_id="update_agent")
 async def update_agent(
-    agent_id: uuid.UUID, body: AgentUpdate, owner: CurrentUser, session: DbSession, request: Request
+    agent_id: uuid.UUID,
+    body: AgentUpdate,
+    owner: CurrentUser,
+    session: DbSession,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> AgentPrivate:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
     forget_cached_principals(request, session, agent_id=agent.id)
-    return agent_private(
-        await service.update_agent(session, agent=agent, changes=body, now=utcnow())
-    )
+    renamed = body.name is not None and body.name != agent.name
+    updated = await service.update_agent(session, agent=agent, changes=body, now=utcnow())
+    if renamed:  # a banned agent's name taken by renaming is whitewashing too
+        await trust_review.check_banned_identity(
+            session, agent=updated, settings=runtime.settings, now=utcnow()
+        )
+    return agent_private(updated)
 
 
 @agents_router.get(

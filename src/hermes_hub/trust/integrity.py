@@ -241,11 +241,19 @@ def scan(
     now: datetime,
     params: IntegrityParams,
 ) -> list[Finding]:
-    return [
-        *circular_flows(trades, params),
-        *dense_clusters(trades, params),
-        *new_accounts_with_many_agents(trades, accounts, now=now, params=params),
-    ]
+    findings: list[Finding] = []
+    by_accounts: dict[frozenset[str], Finding] = {}
+    for finding in [*circular_flows(trades, params), *dense_clusters(trades, params)]:
+        # One group caught by both detectors is one suspicion, reviewed once.
+        same = by_accounts.get(finding.accounts)
+        if same is not None:
+            same.contract_ids |= finding.contract_ids
+            same.detail = {**same.detail, finding.kind: finding.detail}
+            continue
+        by_accounts[finding.accounts] = finding
+        findings.append(finding)
+    findings.extend(new_accounts_with_many_agents(trades, accounts, now=now, params=params))
+    return findings
 
 
 # ---- rater reliability ----

@@ -314,38 +314,48 @@ async def ban_agent(
     return agent
 
 
-async def check_reenrollment(
+async def check_banned_identity(
     session: AsyncSession, *, agent: Agent, settings: Settings, now: datetime
 ) -> TrustFlag | None:
-    """At enrollment: an agent with a banned agent's key or name is put on probation (its
-    trust capped at the prior) until an admin dismisses the flag. Its score row and badges
-    are computed either way."""
+    """At enrollment and on rename: an agent with a banned agent's key or name is put on
+    probation (its trust capped at the prior) until an admin dismisses the flag; its score
+    is recomputed either way. A match an admin already ruled on is not raised again."""
+    key = name_key(agent.name)
     bans = (
         await session.scalars(
-            select(AgentBan).where(
-                (AgentBan.public_key == agent.public_key)
-                | (AgentBan.name_key == name_key(agent.name))
-            )
+            select(AgentBan)
+            .where((AgentBan.public_key == agent.public_key) | (AgentBan.name_key == key))
+            .order_by(AgentBan.banned_at, AgentBan.id)
         )
     ).all()
     flag = None
     if bans:
-        flag = TrustFlag(
-            kind=service.FLAG_WHITEWASH,
-            status=FLAG_OPEN,
-            fingerprint=f"{service.FLAG_WHITEWASH}:{agent.id.hex}",
-            subject_agent_id=agent.id,
-            accounts=[str(agent.owner_id)],
-            agent_ids=[str(agent.id)],
-            detail={
-                "banned_agents": [str(ban.agent_id) for ban in bans],
-                "same_key": any(ban.public_key == agent.public_key for ban in bans),
-                "same_name": any(ban.name_key == name_key(agent.name) for ban in bans),
-            },
-            created_at=now,
-            updated_at=now,
+        same_key = any(ban.public_key == agent.public_key for ban in bans)
+        fingerprint = (
+            f"{service.FLAG_WHITEWASH}:{agent.id.hex}:"
+            + ("key" if same_key else f"name:{key}")[:40]
         )
-        session.add(flag)
-        await session.flush()
+        existing = await session.scalar(
+            select(TrustFlag.id).where(TrustFlag.fingerprint == fingerprint)
+        )
+        if existing is None:
+            flag = TrustFlag(
+                kind=service.FLAG_WHITEWASH,
+                status=FLAG_OPEN,
+                fingerprint=fingerprint,
+                subject_agent_id=agent.id,
+                accounts=[str(agent.owner_id)],
+                agent_ids=[str(agent.id)],
+                detail={
+                    "banned_agents": [str(ban.agent_id) for ban in bans],
+                    "same_key": same_key,
+                    "same_name": any(ban.name_key == key for ban in bans),
+                    "name": agent.name,
+                },
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(flag)
+            await session.flush()
     await service.recompute(session, [agent.id], settings=settings, now=now)
     return flag

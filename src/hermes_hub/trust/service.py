@@ -78,16 +78,27 @@ async def exclusion_reason(
 
     Self-dealing: the same owner on both sides, or both sides in one organization (the
     agent belongs to an organization the requester is in, the requesting agent belongs to
-    the agent's organization, or the two owners share any organization).
+    the agent's organization or to one its owner is in, or the two owners share any
+    organization).
     """
     if requester_owner_id == agent.owner_id:
         return "self_dealing"
-    if agent.organization_id is not None and requester_agent_id is not None:
+    if requester_agent_id is not None:
         requester_org = await session.scalar(
             select(Agent.organization_id).where(Agent.id == requester_agent_id)
         )
-        if requester_org == agent.organization_id:
-            return "same_organization"
+        if requester_org is not None:
+            if requester_org == agent.organization_id:
+                return "same_organization"
+            # An organization's agent hiring an agent owned by one of its members.
+            member = await session.scalar(
+                select(OrgMembership.user_id).where(
+                    OrgMembership.organization_id == requester_org,
+                    OrgMembership.user_id == agent.owner_id,
+                )
+            )
+            if member is not None:
+                return "same_organization"
     mine = aliased(OrgMembership)
     theirs = aliased(OrgMembership)
     shared_org = await session.scalar(
