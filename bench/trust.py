@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import functools
 import io
 import os
@@ -154,6 +155,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--sample", type=int, default=20, help="agents recomputed one by one vs. the batch [20]")
     add("--leaderboard-calls", type=int, default=500, help="cached calls per query [500]")
     add("--uncached-calls", type=int, default=30, help="uncached calls per query [30]")
+    add(
+        "--invalidations-per-s",
+        type=float,
+        default=10.0,
+        help="trust changes per second beside the by=trust leaderboard; 0 skips it [10]",
+    )
+    add(
+        "--invalidated-seconds",
+        type=float,
+        default=5.0,
+        help="seconds of back-to-back leaderboard calls while trust changes [5]",
+    )
     add("--seed", type=int, default=5, help="random seed of the generated data [5]")
     add("--output", type=Path, default=h.RESULTS_DIR / "trust.json", help="[results/trust.json]")
     args = parser.parse_args(argv)
@@ -162,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.runs, args.settle_runs, args.warmup = 30, 10, 3
         args.agents, args.outcomes_per_agent = 500, 40
         args.batch_repeats, args.sample = 1, 10
-        args.leaderboard_calls, args.uncached_calls = 100, 5
+        args.leaderboard_calls, args.uncached_calls, args.invalidated_seconds = 100, 5, 1.0
         if args.output == h.RESULTS_DIR / "trust.json":
             # A smoke run must not overwrite the real results.
             args.output = Path(tempfile.gettempdir()) / "hermes_bench_trust_quick.json"
@@ -203,27 +216,74 @@ def dist(seconds: Sequence[float]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class MeterReading:
+    statements: int = 0
+    driver_s: float = 0.0  # inside the driver's execute (sending, waiting, reading rows)
+    compiled: int = 0  # statements SQLAlchemy compiled for this call: not cacheable, or a miss
+    compile_s: float = 0.0  # SQLAlchemy's own figure for compiling those
+
+    def minus(self, before: MeterReading) -> MeterReading:
+        return MeterReading(
+            self.statements - before.statements,
+            self.driver_s - before.driver_s,
+            self.compiled - before.compiled,
+            self.compile_s - before.compile_s,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "statements": self.statements,
+            "inside_driver_s": round(self.driver_s, 3),
+            "statements_compiled_not_cached": self.compiled,
+            "compile_s": round(self.compile_s, 3),
+        }
+
+
 class StatementMeter:
-    """Statements sent through an engine and the time spent inside the driver for them."""
+    """Statements sent through an engine, the time inside the driver, and which statements
+    SQLAlchemy had to compile (its log's "[no key 0.002s]" / "[generated in 0.002s]")."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.statements = 0
-        self.driver_seconds = 0.0
+        self.total = MeterReading()
         self._started: list[float] = []
         sync = engine.sync_engine
         event.listen(sync, "before_cursor_execute", self._before)
         event.listen(sync, "after_cursor_execute", self._after)
 
-    def _before(self, *_: Any) -> None:
+    def _before(self, *args: Any) -> None:
+        context = args[4]
+        with contextlib.suppress(Exception):  # a private API: lose the figure, not the run
+            stats = context._get_cache_stats()
+            if stats.startswith(("no key", "generated in")):
+                self.total.compiled += 1
+                found = re.search(r"([0-9.]+)s$", stats)
+                if found:
+                    self.total.compile_s += float(found.group(1))
         self._started.append(time.perf_counter())
 
     def _after(self, *_: Any) -> None:
         if self._started:
-            self.driver_seconds += time.perf_counter() - self._started.pop()
-        self.statements += 1
+            self.total.driver_s += time.perf_counter() - self._started.pop()
+        self.total.statements += 1
 
-    def snapshot(self) -> tuple[int, float]:
-        return self.statements, self.driver_seconds
+    def reading(self) -> MeterReading:
+        return dataclasses.replace(self.total)
+
+    def since(self, before: MeterReading) -> MeterReading:
+        return self.total.minus(before)
+
+
+def readings_summary(readings: Sequence[MeterReading]) -> dict[str, Any]:
+    """Per-call medians of a series of readings."""
+    if not readings:
+        return {}
+    return {
+        "statements": statistics.median(r.statements for r in readings),
+        "statements_compiled_not_cached": statistics.median(r.compiled for r in readings),
+        "compile_ms": round(1000 * statistics.median(r.compile_s for r in readings), 3),
+        "inside_driver_ms": round(1000 * statistics.median(r.driver_s for r in readings), 3),
+    }
 
 
 def rss_kib(field_name: str) -> int | None:
@@ -793,17 +853,17 @@ async def settle_fixture(
     return SettleFixture(database, settings, requester, StatementMeter(database.engine), agents)
 
 
-async def time_recompute(fx: SettleFixture, agent_id: uuid.UUID) -> tuple[float, int]:
+async def time_recompute(fx: SettleFixture, agent_id: uuid.UUID) -> tuple[float, MeterReading]:
     """One recompute inside an open write transaction (begun before the clock starts)."""
     async with fx.database.writer() as session:
         await session.execute(text("SELECT 1"))
-        statements = fx.meter.statements
+        before = fx.meter.reading()
         started = time.perf_counter()
         await REAL_RECOMPUTE(session, [agent_id], settings=fx.settings, now=utcnow())
         elapsed = time.perf_counter() - started
-        statements = fx.meter.statements - statements
+        used = fx.meter.since(before)
         await session.rollback()
-    return elapsed, statements
+    return elapsed, used
 
 
 async def delivered_contract(fx: SettleFixture, agent_id: uuid.UUID) -> uuid.UUID:
@@ -846,7 +906,7 @@ async def delivered_contract(fx: SettleFixture, agent_id: uuid.UUID) -> uuid.UUI
     return await in_transaction(fx.database, work)
 
 
-async def time_settle(fx: SettleFixture, contract_id: uuid.UUID) -> tuple[float, int]:
+async def time_settle(fx: SettleFixture, contract_id: uuid.UUID) -> tuple[float, MeterReading]:
     """``settle`` as ``POST .../settle`` runs it: score 0.95 with a 5-star rating."""
 
     async def work(session: AsyncSession) -> Contract:
@@ -861,10 +921,10 @@ async def time_settle(fx: SettleFixture, contract_id: uuid.UUID) -> tuple[float,
             now=utcnow(),
         )
 
-    statements = fx.meter.statements
+    before = fx.meter.reading()
     started = time.perf_counter()
     await in_transaction(fx.database, work)
-    return time.perf_counter() - started, fx.meter.statements - statements
+    return time.perf_counter() - started, fx.meter.since(before)
 
 
 async def forget_outcome(fx: SettleFixture, contract_id: uuid.UUID, agent_id: uuid.UUID) -> None:
@@ -889,17 +949,17 @@ async def settle_phase(backend: Backend, workdir: Path, args: argparse.Namespace
         for size, agent_id in fx.agents.items():
             print(f"  settle: agent with {size} prior outcomes")
             direct: list[float] = []
-            statements: list[int] = []
+            direct_meter: list[MeterReading] = []
             for i in range(args.warmup + args.runs):
-                elapsed, count = await time_recompute(fx, agent_id)
+                elapsed, used = await time_recompute(fx, agent_id)
                 if i >= args.warmup:
                     direct.append(elapsed)
-                    statements.append(count)
+                    direct_meter.append(used)
 
             needed = 2 * (args.warmup + args.settle_runs)
             prepared = [await delivered_contract(fx, agent_id) for _ in range(needed)]
             timings: dict[str, list[float]] = {"with_recompute": [], "recompute_no_op": []}
-            counts: dict[str, list[int]] = {"with_recompute": [], "recompute_no_op": []}
+            counts: dict[str, list[MeterReading]] = {"with_recompute": [], "recompute_no_op": []}
             for i in range(args.warmup + args.settle_runs):
                 # Alternate which variant goes first, so drift falls on both alike.
                 order = ("with_recompute", "recompute_no_op")
@@ -910,31 +970,29 @@ async def settle_phase(backend: Backend, workdir: Path, args: argparse.Namespace
                         if variant == "recompute_no_op"
                         else (contextlib.nullcontext())
                     ):
-                        elapsed, count = await time_settle(fx, contract_id)
+                        elapsed, used = await time_settle(fx, contract_id)
                     await forget_outcome(fx, contract_id, agent_id)
                     if i >= args.warmup:
                         timings[variant].append(elapsed)
-                        counts[variant].append(count)
+                        counts[variant].append(used)
             paired = [
                 a - b
                 for a, b in zip(timings["with_recompute"], timings["recompute_no_op"], strict=True)
             ]
             with_d = dist(timings["with_recompute"])
             without_d = dist(timings["recompute_no_op"])
+            with_m = readings_summary(counts["with_recompute"])
+            without_m = readings_summary(counts["recompute_no_op"])
             entry = {
-                "recompute_in_transaction": dist(direct)
-                | {"statements": statistics.median(statements)},
-                "settle_with_recompute": with_d
-                | {"statements": statistics.median(counts["with_recompute"])},
-                "settle_recompute_no_op": without_d
-                | {"statements": statistics.median(counts["recompute_no_op"])},
+                "recompute_in_transaction": dist(direct) | readings_summary(direct_meter),
+                "settle_with_recompute": with_d | with_m,
+                "settle_recompute_no_op": without_d | without_m,
                 "added_by_recompute": {
                     "p50_ms": _minus(with_d["p50_ms"], without_d["p50_ms"]),
                     "p95_ms": _minus(with_d["p95_ms"], without_d["p95_ms"]),
                     "paired_p50_ms": h.percentile_ms([1000 * d for d in paired], 50),
                     "paired_p95_ms": h.percentile_ms([1000 * d for d in paired], 95),
-                    "statements": statistics.median(counts["with_recompute"])
-                    - statistics.median(counts["recompute_no_op"]),
+                    "statements": with_m["statements"] - without_m["statements"],
                 },
             }
             out["sizes"][str(size)] = entry
@@ -1017,20 +1075,26 @@ async def check_sample(
 
 
 class PhaseClock:
-    """Wall time spent inside chosen functions of trust.service during one span."""
+    """Wall time, and the driver's part of it, spent inside chosen steps of ``recompute``.
+
+    The steps do not call one another, so their times add up; what is left of a recompute
+    is its other queries (agents, totals, badges) and the loop around the formula.
+    """
 
     TARGETS = (
         (trust, "_lock_scores"),
         (trust, "counted_outcomes"),
         (trust, "agents_on_probation"),
-        (trust, "_store"),
-        (trust, "_score_values"),
         (formula, "compute"),
         (formula, "badges_for"),
+        (trust, "_score_values"),
+        (trust, "_store"),
     )
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+    def __init__(self, meter: StatementMeter) -> None:
+        self.meter = meter
+        self.wall: dict[str, float] = defaultdict(float)
+        self.driver: dict[str, float] = defaultdict(float)
         self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> PhaseClock:
@@ -1053,11 +1117,13 @@ class PhaseClock:
     def _async(self, label: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         @functools.wraps(fn)
         async def timed(*a: Any, **k: Any) -> Any:
+            driver = self.meter.total.driver_s
             started = time.perf_counter()
             try:
                 return await fn(*a, **k)
             finally:
-                self.seconds[label] += time.perf_counter() - started
+                self.wall[label] += time.perf_counter() - started
+                self.driver[label] += self.meter.total.driver_s - driver
 
         return timed
 
@@ -1068,42 +1134,82 @@ class PhaseClock:
             try:
                 return fn(*a, **k)
             finally:
-                self.seconds[label] += time.perf_counter() - started
+                self.wall[label] += time.perf_counter() - started
 
         return timed
+
+
+async def where_time_goes(
+    database: Database,
+    settings: Settings,
+    meter: StatementMeter,
+    agent_ids: Sequence[uuid.UUID],
+    chunk_size: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """Chunks recomputed as recompute_all does (each rolled back), unprofiled, with the
+    wall time of each step of ``recompute`` and the part of it spent in the driver."""
+    wall = 0.0
+    cpu = time.process_time()
+    before = meter.reading()
+    with PhaseClock(meter) as clock:
+        for start in range(0, len(agent_ids), chunk_size):
+            async with database.writer() as session:
+                await session.execute(text("SELECT 1"))
+                started = time.perf_counter()
+                await trust.recompute(
+                    session, list(agent_ids[start : start + chunk_size]), settings=settings, now=now
+                )
+                wall += time.perf_counter() - started
+                await session.rollback()
+    cpu = time.process_time() - cpu
+    steps = {
+        label: {
+            "wall_s": round(seconds, 3),
+            "share": round(seconds / wall, 3),
+            "inside_driver_s": round(clock.driver[label], 3),
+        }
+        for label, seconds in sorted(clock.wall.items(), key=lambda item: -item[1])
+    }
+    rest = wall - sum(clock.wall.values())
+    steps["rest of recompute (agents/totals/badges queries, loop)"] = {
+        "wall_s": round(rest, 3),
+        "share": round(rest / wall, 3),
+    }
+    return {
+        "agents": len(agent_ids),
+        "chunk_size": chunk_size,
+        "wall_s": round(wall, 3),
+        "process_cpu_s": round(cpu, 3),
+        **meter.since(before).as_dict(),
+        "steps": steps,
+        "note": "_score_values includes formula.breakdown (the stored JSON)",
+    }
 
 
 async def profile_chunk(
     database: Database,
     settings: Settings,
-    meter: StatementMeter,
     agent_ids: Sequence[uuid.UUID],
     now: datetime,
 ) -> dict[str, Any]:
-    """Where one chunk's time goes: per-function wall time, the driver's share, cProfile."""
+    """cProfile of one chunk's recompute (rolled back): the functions with most own time."""
     async with database.writer() as session:
         await session.execute(text("SELECT 1"))
-        statements, driver = meter.snapshot()
         profiler = cProfile.Profile()
-        cpu = time.process_time()
         started = time.perf_counter()
-        with PhaseClock() as clock:
-            profiler.enable()
-            await trust.recompute(session, list(agent_ids), settings=settings, now=now)
-            profiler.disable()
+        profiler.enable()
+        await trust.recompute(session, list(agent_ids), settings=settings, now=now)
+        profiler.disable()
         wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu
         await session.rollback()
-    statements = meter.statements - statements
-    driver = meter.driver_seconds - driver
-    buffer = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buffer)
+    stats = pstats.Stats(profiler, stream=io.StringIO())
     top = []
     for (filename, line, name), (_cc, calls, tottime, cumtime, _callers) in sorted(
         stats.stats.items(),  # type: ignore[attr-defined]
         key=lambda item: item[1][2],
         reverse=True,
-    )[:20]:
+    )[:25]:
         where = filename.split("site-packages/")[-1].split("/src/")[-1]
         top.append(
             {
@@ -1115,14 +1221,9 @@ async def profile_chunk(
         )
     return {
         "agents": len(agent_ids),
-        "wall_s": round(wall, 3),
-        "process_cpu_s": round(cpu, 3),
-        "statements": statements,
-        "inside_driver_s": round(driver, 3),
-        "wall_by_function_s": {k: round(v, 4) for k, v in sorted(clock.seconds.items())},
-        "note": "wall time while the profiler runs (roughly 2x slower than unprofiled); "
-        "counted_outcomes includes its driver time; _score_values includes formula.breakdown",
-        "cprofile_top_by_tottime": top,
+        "wall_s_profiled": round(wall, 3),
+        "top_by_own_time": top,
+        "note": "on SQLite the driver runs in aiosqlite's thread, which cProfile does not see",
     }
 
 
@@ -1178,7 +1279,7 @@ async def run_recompute_all(
     outcomes: int,
 ) -> tuple[dict[str, Any], datetime]:
     now = utcnow()
-    statements, driver = meter.snapshot()
+    before = meter.reading()
     hwm_reset = reset_peak_rss()
     rss_before = rss_kib("VmRSS")
     cpu = time.process_time()
@@ -1198,8 +1299,7 @@ async def run_recompute_all(
         "process_cpu_s": round(cpu, 2),
         "process_cpu_fraction": round(cpu / seconds, 3),
         "postgres_backend_cpu_s": round(pg_cpu.seconds, 2) if pg_cpu.seconds is not None else None,
-        "statements": meter.statements - statements,
-        "inside_driver_s": round(meter.driver_seconds - driver, 2),
+        **meter.since(before).as_dict(),
         "rss_before_mib": mib(rss_before),
         "peak_rss_mib": mib(peak) if peak is not None else mib(sampler.peak),
         "peak_rss_sampled_mib": mib(sampler.peak),
@@ -1267,7 +1367,11 @@ async def batch_phase(
             f"{out['sample_check']['exactly_equal']}"
         )
         chunk = [a.id for a in world.agents[: args.chunk_size]]
-        out["profile_one_chunk"] = await profile_chunk(database, settings, meter, chunk, now)
+        spread = [a.id for a in world.agents[:: max(1, len(world.agents) // 2000)]][:2000]
+        out["where_time_goes"] = await where_time_goes(
+            database, settings, meter, spread, args.chunk_size, now
+        )
+        out["cprofile_one_chunk"] = await profile_chunk(database, settings, chunk, now)
         out["recompute_one_agent_in_large_db"] = await recompute_in_large_db(
             database, settings, meter, world, min(args.runs, 200), args.warmup
         ) | {"outcomes_per_agent": per_agent}
@@ -1331,6 +1435,10 @@ async def leaderboard_phase(
                 "uncached": dist(uncached),
                 "cached": dist(cached),
             }
+            if name == "trust" and args.invalidations_per_s > 0:
+                entry["while_trust_changes"] = await while_invalidated(
+                    client, cache, params, owner, args.invalidations_per_s, args.invalidated_seconds
+                )
             out["queries"][name] = entry
             print(
                 f"  leaderboard {name}: first {entry['first_call_ms']} ms, uncached p50 "
@@ -1339,6 +1447,47 @@ async def leaderboard_phase(
                 f"{entry['cached']['p99_ms']} ms ({entry['rows']} rows)"
             )
     return out
+
+
+async def while_invalidated(
+    client: httpx.AsyncClient,
+    cache: Any,
+    params: dict[str, str],
+    owner: dict[str, str],
+    per_second: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Back-to-back calls while trust changes ``per_second`` times a second.
+
+    Every commit that changes trust (each settlement) empties the cache through the same
+    ``invalidate()`` called here, so this is the leaderboard beside a steady settle load.
+    """
+    times: list[float] = []
+    misses = 0
+
+    async def changes() -> None:
+        while True:
+            await asyncio.sleep(1 / per_second)
+            cache.invalidate()
+
+    task = asyncio.create_task(changes())
+    deadline = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.get(HTTP_PATH, params=params, headers=owner)
+            times.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(f"leaderboard answered {response.status_code}")
+            misses += not response.json()["cached"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return dist(times) | {
+        "trust_changes_per_s": per_second,
+        "uncached_fraction": round(misses / len(times), 3) if times else None,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -1468,6 +1617,8 @@ def main(argv: list[str] | None = None) -> int:
             "sample": args.sample,
             "leaderboard_calls": args.leaderboard_calls,
             "uncached_calls": args.uncached_calls,
+            "invalidations_per_s": args.invalidations_per_s,
+            "invalidated_seconds": args.invalidated_seconds,
             "seed": args.seed,
             "hub": "the service layer and the app in this process, one event loop (uvloop), "
             "default pool (10 + 10 overflow); leaderboard through httpx ASGITransport",
@@ -1487,7 +1638,9 @@ def main(argv: list[str] | None = None) -> int:
             "sample_check": "agents recomputed one by one with recompute() (same now) and "
             "compared with what the batch stored",
             "leaderboard": "GET /api/v1/marketplace/leaderboard through the app in-process; "
-            "uncached = the cache emptied (leaderboard_cache.invalidate()) before each call",
+            "uncached = the cache emptied (leaderboard_cache.invalidate()) before each call; "
+            "while_trust_changes = back-to-back calls while invalidate() runs N times a second, "
+            "as the after-commit hook of every trust-changing settlement does",
         },
         "goals": goals(backends, args),
         "backends": backends,

@@ -56,10 +56,10 @@ async def trust_of(client: httpx.AsyncClient, agent: TestAgent, viewer: Any) -> 
     return result
 
 
-async def reputation_of(
-    client: httpx.AsyncClient, agent: TestAgent, viewer: Any
-) -> dict[str, Any]:
-    response = await client.get(f"{MARKETPLACE}/agents/{agent.id}/reputation", headers=viewer.headers)
+async def reputation_of(client: httpx.AsyncClient, agent: TestAgent, viewer: Any) -> dict[str, Any]:
+    response = await client.get(
+        f"{MARKETPLACE}/agents/{agent.id}/reputation", headers=viewer.headers
+    )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result

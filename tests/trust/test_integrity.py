@@ -327,13 +327,15 @@ def test_fingerprints_are_stable_across_trade_order_and_new_contracts() -> None:
     ring(ledger, ["A", "B", "C"])
     clique(ledger, ["P", "Q", "R", "S"])
     found = scan(ledger.trades, [], now=NOW, params=PARAMS)
+    # The ring is caught by both detectors but is one finding (one flag to review).
     assert sorted((f.kind, "".join(sorted(f.accounts))) for f in found) == [
         ("circular_flow", "ABC"),
-        ("dense_cluster", "ABC"),
         ("dense_cluster", "PQRS"),
     ]
+    ring_finding = next(f for f in found if f.kind == "circular_flow")
+    assert "dense_cluster" in ring_finding.detail
     first = {f.fingerprint for f in found}
-    assert len(first) == 3
+    assert len(first) == 2
     shuffled = list(ledger.trades)
     random.Random(7).shuffle(shuffled)
     assert {f.fingerprint for f in scan(shuffled, [], now=NOW, params=PARAMS)} == first

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from hermes_hub.db.session import DbSession, ReadSession
+from hermes_hub.db.session import DbSession, ReadSession, after_commit
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.deps import (
     AdminUser,
@@ -216,6 +216,8 @@ async def update_agent(
 ) -> AgentPrivate:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
     forget_cached_principals(request, session, agent_id=agent.id)
+    # Name, status, visibility and capabilities all show on the leaderboard.
+    after_commit(session, request.app.state.leaderboard_cache.invalidate)
     renamed = body.name is not None and body.name != agent.name
     updated = await service.update_agent(session, agent=agent, changes=body, now=utcnow())
     if renamed:  # a banned agent's name taken by renaming is whitewashing too

@@ -72,7 +72,7 @@ class DeliverRequest(InputModel):
 
 class SettleRequest(InputModel):
     validation_score: Unit
-    rating: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=5)] | None = None
+    rating: Annotated[int, BeforeValidator(_not_bool), Field(strict=True, ge=1, le=5)] | None = None
     comment: str | None = Field(default=None, max_length=5000)
 
 

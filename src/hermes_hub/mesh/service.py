@@ -868,7 +868,9 @@ async def settle(
     action = A.SETTLE if score >= SUCCESS_SCORE else A.DISPUTE
     next_status(_status(contract), action)
     contract.validation_score = score
-    contract.rating = rating
+    # A rating counts only with an accepted delivery; after a dispute's ruling the
+    # requester may rate (POST /agents/{id}/rate).
+    contract.rating = rating if action is A.SETTLE else None
     contract.comment = comment
     contract.settled_by = by.ref if by is not None else "system:auto-settle"
     agent_ref = events.agent_recipient(_winner_id(contract))

@@ -18,7 +18,8 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-StarCount = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=5)]
+# Strict: "5" and 5.0 are not star counts.
+StarCount = Annotated[int, BeforeValidator(_not_bool), Field(strict=True, ge=1, le=5)]
 
 
 class RatingFields(InputModel):
