@@ -34,8 +34,10 @@ import pstats
 import random
 import re
 import secrets
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -156,16 +158,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--leaderboard-calls", type=int, default=500, help="cached calls per query [500]")
     add("--uncached-calls", type=int, default=30, help="uncached calls per query [30]")
     add(
-        "--invalidations-per-s",
-        type=float,
-        default=10.0,
-        help="trust changes per second beside the by=trust leaderboard; 0 skips it [10]",
+        "--trust-changes-per-s",
+        type=float_list,
+        default=[1.0, 10.0],
+        help="trust changes per second beside the paced by=trust leaderboard; '' skips [1,10]",
     )
     add(
-        "--invalidated-seconds",
+        "--leaderboard-rps",
         type=float,
-        default=5.0,
-        help="seconds of back-to-back leaderboard calls while trust changes [5]",
+        default=20.0,
+        help="pace of the leaderboard requests while trust changes [20]",
+    )
+    add(
+        "--changing-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of paced leaderboard requests per change rate [10]",
     )
     add("--seed", type=int, default=5, help="random seed of the generated data [5]")
     add("--output", type=Path, default=h.RESULTS_DIR / "trust.json", help="[results/trust.json]")
@@ -175,7 +183,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.runs, args.settle_runs, args.warmup = 30, 10, 3
         args.agents, args.outcomes_per_agent = 500, 40
         args.batch_repeats, args.sample = 1, 10
-        args.leaderboard_calls, args.uncached_calls, args.invalidated_seconds = 100, 5, 1.0
+        args.leaderboard_calls, args.uncached_calls = 100, 5
+        args.trust_changes_per_s, args.changing_seconds = [10.0], 1.0
         if args.output == h.RESULTS_DIR / "trust.json":
             # A smoke run must not overwrite the real results.
             args.output = Path(tempfile.gettempdir()) / "hermes_bench_trust_quick.json"
@@ -191,6 +200,13 @@ def phases_arg(value: str) -> list[str]:
     if "leaderboard" in chosen and "batch" not in chosen:
         raise argparse.ArgumentTypeError("the leaderboard phase reads the batch phase's data")
     return chosen
+
+
+def float_list(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers, not {value!r}") from exc
 
 
 def int_list(value: str) -> list[int]:
@@ -1435,10 +1451,19 @@ async def leaderboard_phase(
                 "uncached": dist(uncached),
                 "cached": dist(cached),
             }
-            if name == "trust" and args.invalidations_per_s > 0:
-                entry["while_trust_changes"] = await while_invalidated(
-                    client, cache, params, owner, args.invalidations_per_s, args.invalidated_seconds
-                )
+            if name == "trust":
+                entry["while_trust_changes"] = {
+                    f"{rate:g}/s": await while_invalidated(
+                        client,
+                        cache,
+                        params,
+                        owner,
+                        changes_per_s=rate,
+                        requests_per_s=args.leaderboard_rps,
+                        seconds=args.changing_seconds,
+                    )
+                    for rate in args.trust_changes_per_s
+                }
             out["queries"][name] = entry
             print(
                 f"  leaderboard {name}: first {entry['first_call_ms']} ms, uncached p50 "
@@ -1446,6 +1471,12 @@ async def leaderboard_phase(
                 f"p50 {entry['cached']['p50_ms']} p95 {entry['cached']['p95_ms']} p99 "
                 f"{entry['cached']['p99_ms']} ms ({entry['rows']} rows)"
             )
+            for rate, figures in entry.get("while_trust_changes", {}).items():
+                print(
+                    f"    at {args.leaderboard_rps:g} req/s while trust changes {rate}: "
+                    f"p50 {figures['p50_ms']} p95 {figures['p95_ms']} ms, "
+                    f"uncached {figures['uncached_fraction']:.0%}"
+                )
     return out
 
 
@@ -1454,26 +1485,34 @@ async def while_invalidated(
     cache: Any,
     params: dict[str, str],
     owner: dict[str, str],
-    per_second: float,
+    *,
+    changes_per_s: float,
+    requests_per_s: float,
     seconds: float,
 ) -> dict[str, Any]:
-    """Back-to-back calls while trust changes ``per_second`` times a second.
+    """Requests paced at ``requests_per_s`` (one at a time; a late one goes at once) while
+    trust changes ``changes_per_s`` times a second.
 
-    Every commit that changes trust (each settlement) empties the cache through the same
-    ``invalidate()`` called here, so this is the leaderboard beside a steady settle load.
+    Every commit that changes trust (each settlement, failure, ruling, rating) empties the
+    cache through the same ``invalidate()`` called here, after commit: this is the
+    leaderboard beside a steady settle load.
     """
     times: list[float] = []
     misses = 0
 
     async def changes() -> None:
         while True:
-            await asyncio.sleep(1 / per_second)
             cache.invalidate()
+            await asyncio.sleep(1 / changes_per_s)
 
     task = asyncio.create_task(changes())
-    deadline = time.perf_counter() + seconds
+    await asyncio.sleep(0)
+    began = time.perf_counter()
     try:
-        while time.perf_counter() < deadline:
+        for index in range(round(seconds * requests_per_s)):
+            delay = began + index / requests_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
             started = time.perf_counter()
             response = await client.get(HTTP_PATH, params=params, headers=owner)
             times.append(time.perf_counter() - started)
@@ -1484,8 +1523,11 @@ async def while_invalidated(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    elapsed = time.perf_counter() - began
     return dist(times) | {
-        "trust_changes_per_s": per_second,
+        "trust_changes_per_s": changes_per_s,
+        "requests_per_s_target": requests_per_s,
+        "requests_per_s": round(len(times) / elapsed, 1) if elapsed else None,
         "uncached_fraction": round(misses / len(times), 3) if times else None,
     }
 
@@ -1561,7 +1603,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logs()
     began = time.perf_counter()
-    machine = h.machine_info()
+    machine = h.machine_info() | {"uncommitted_changes": uncommitted_changes()}
     started_at = h.now_iso()
     backends: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -1617,8 +1659,9 @@ def main(argv: list[str] | None = None) -> int:
             "sample": args.sample,
             "leaderboard_calls": args.leaderboard_calls,
             "uncached_calls": args.uncached_calls,
-            "invalidations_per_s": args.invalidations_per_s,
-            "invalidated_seconds": args.invalidated_seconds,
+            "trust_changes_per_s": args.trust_changes_per_s,
+            "leaderboard_rps": args.leaderboard_rps,
+            "changing_seconds": args.changing_seconds,
             "seed": args.seed,
             "hub": "the service layer and the app in this process, one event loop (uvloop), "
             "default pool (10 + 10 overflow); leaderboard through httpx ASGITransport",
@@ -1639,8 +1682,9 @@ def main(argv: list[str] | None = None) -> int:
             "compared with what the batch stored",
             "leaderboard": "GET /api/v1/marketplace/leaderboard through the app in-process; "
             "uncached = the cache emptied (leaderboard_cache.invalidate()) before each call; "
-            "while_trust_changes = back-to-back calls while invalidate() runs N times a second, "
-            "as the after-commit hook of every trust-changing settlement does",
+            "while_trust_changes = by=trust requests paced at leaderboard_rps while "
+            "invalidate() runs N times a second, as the after-commit hook of every "
+            "trust-changing commit does",
         },
         "goals": goals(backends, args),
         "backends": backends,
@@ -1649,6 +1693,25 @@ def main(argv: list[str] | None = None) -> int:
     h.write_results(args.output, results)
     print_summary(results)
     return 0
+
+
+def uncommitted_changes() -> list[str] | None:
+    """Files changed since ``git_commit`` (read-only ``git status``): what was measured."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(  # noqa: S603 - read-only query, no shell
+            [git, "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            cwd=h.REPO_ROOT,
+            timeout=5,
+            check=False,
+        )
+        if out.returncode == 0:
+            return [line.strip() for line in out.stdout.splitlines()]
+    return None
 
 
 def print_summary(results: dict[str, Any]) -> None:
