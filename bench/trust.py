@@ -61,6 +61,7 @@ import hermes_hub.db.registry  # noqa: F401 - every model, so foreign keys resol
 from hermes_hub.app import create_app
 from hermes_hub.config import Settings
 from hermes_hub.db import migrate
+from hermes_hub.db.base import Base
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.db.transaction import in_transaction
 from hermes_hub.events.log import user_recipient
@@ -353,11 +354,11 @@ def recompute_disabled() -> Iterator[None]:
     async def no_op(*_: Any, **__: Any) -> list[trust.Recomputed]:
         return []
 
-    trust.recompute = no_op  # type: ignore[assignment]
+    trust.recompute = no_op
     try:
         yield
     finally:
-        trust.recompute = REAL_RECOMPUTE  # type: ignore[assignment]
+        trust.recompute = REAL_RECOMPUTE
 
 
 # ---------------------------------------------------------------- databases
@@ -442,7 +443,7 @@ class BulkLoader:
 
     async def __aenter__(self) -> BulkLoader:
         if self.backend.name == "postgres":
-            import asyncpg
+            import asyncpg  # type: ignore[import-untyped]
 
             self._pg = await asyncpg.connect(**h._asyncpg_kwargs(self.backend.url))
             try:
@@ -462,9 +463,13 @@ class BulkLoader:
         if self._sqlite is not None:
             self._sqlite.close()
 
-    async def load(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    async def load(
+        self, model: type[Base], columns: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
         if not rows:
             return
+        table = model.__table__
+        assert isinstance(table, Table)
         self.rows += len(rows)
         if self._pg is not None:
             await self._pg.copy_records_to_table(table.name, records=rows, columns=list(columns))
@@ -734,9 +739,9 @@ async def load_outcomes(
     printed = 0
 
     async def flush() -> None:
-        await loader.load(Contract.__table__, CONTRACT_COLUMNS, contracts)
-        await loader.load(AgentMetric.__table__, METRIC_COLUMNS, metrics)
-        await loader.load(Rating.__table__, RATING_COLUMNS, ratings)
+        await loader.load(Contract, CONTRACT_COLUMNS, contracts)
+        await loader.load(AgentMetric, METRIC_COLUMNS, metrics)
+        await loader.load(Rating, RATING_COLUMNS, ratings)
         contracts.clear()
         metrics.clear()
         ratings.clear()
@@ -1444,7 +1449,7 @@ async def leaderboard_phase(
                 _leaderboard_body(response, cached=True)
                 if i >= args.warmup:
                     cached.append(elapsed)
-            entry = {
+            entry: dict[str, Any] = {
                 "params": params,
                 "rows": len(body["items"]),
                 "first_call_ms": round(1000 * first_s, 3),
