@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from pydantic import ValidationError
 
 from hermes_hub.cli.output import CliError
 from hermes_hub.config import Settings
+from hermes_hub.db.session import Database, create_engine
+from hermes_hub.errors import HubError
+
+T = TypeVar("T")
 
 
 def load_settings() -> Settings:
@@ -21,3 +29,21 @@ def database_url(settings: Settings) -> str:
 def _variable(location: tuple[int | str, ...]) -> str:
     name = "_".join(str(part) for part in location).upper()
     return name if name.startswith("HERMES_") else f"HERMES_{name}"
+
+
+def run_with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    """Run ``work`` on the configured database (disposed after); a ``HubError`` becomes the
+    CLI's one-line error."""
+    settings = load_settings()
+
+    async def run() -> T:
+        database = Database.from_engine(create_engine(settings))
+        try:
+            return await work(database, settings)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except HubError as exc:
+        raise CliError(exc.detail) from exc

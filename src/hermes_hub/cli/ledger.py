@@ -3,7 +3,6 @@ database directly (HERMES_DATABASE_URL), like ``hermes admin``."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -13,11 +12,10 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.cli.common import load_settings
+from hermes_hub.cli.common import run_with_database
 from hermes_hub.cli.output import CliError, JsonOption, emit
-from hermes_hub.db.session import Database, create_engine
+from hermes_hub.db.session import Database
 from hermes_hub.db.transaction import in_transaction
-from hermes_hub.errors import HubError
 from hermes_hub.identity.models import User
 from hermes_hub.identity.service import normalize_email
 from hermes_hub.kit.money import MAX_TRANSFER_UNITS, credits_to_units, units_to_credits
@@ -30,19 +28,7 @@ app = typer.Typer(help="The credit ledger: checks and grants.", no_args_is_help=
 
 
 def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    settings = load_settings()
-
-    async def run() -> T:
-        database = Database.from_engine(create_engine(settings))
-        try:
-            return await work(database)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except HubError as exc:
-        raise CliError(exc.detail) from exc
+    return run_with_database(lambda database, _settings: work(database))
 
 
 def _report_text(report: LedgerReport) -> str:

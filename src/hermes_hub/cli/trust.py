@@ -3,43 +3,24 @@ directly (HERMES_DATABASE_URL), like ``hermes ledger``."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.cli.common import load_settings
+from hermes_hub.cli.common import run_with_database
 from hermes_hub.cli.output import CliError, JsonOption, emit
 from hermes_hub.config import Settings
-from hermes_hub.db.session import Database, create_engine
+from hermes_hub.db.session import Database
 from hermes_hub.db.transaction import in_transaction
-from hermes_hub.errors import HubError
 from hermes_hub.kit.time import utcnow
 from hermes_hub.trust import nightly, review, service
 
 T = TypeVar("T")
 
 app = typer.Typer(help="Trust scores: recompute them, scan for manipulation.", no_args_is_help=True)
-
-
-def _with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
-    settings = load_settings()
-
-    async def run() -> T:
-        database = Database.from_engine(create_engine(settings))
-        try:
-            return await work(database, settings)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except HubError as exc:
-        raise CliError(exc.detail) from exc
 
 
 def _agent_ids(values: list[str]) -> list[uuid.UUID]:
@@ -68,7 +49,7 @@ def recompute(
         )
         return {"agents_recomputed": done, "seconds": round(time.perf_counter() - started, 3)}
 
-    result = _with_database(work)
+    result = run_with_database(work)
     emit(
         result,
         as_json=as_json,
@@ -87,7 +68,7 @@ def scan(as_json: bool = JsonOption) -> None:
 
         return await in_transaction(database, unit)
 
-    result = _with_database(work)
+    result = run_with_database(work)
     emit(
         result,
         as_json=as_json,
@@ -110,7 +91,7 @@ def run_nightly(
     async def work(database: Database, settings: Settings) -> dict[str, Any] | None:
         return await nightly.run_nightly(database, settings=settings, force=force)
 
-    result = _with_database(work)
+    result = run_with_database(work)
     if result is None:
         emit({"ran": False}, as_json=as_json, human="not due: already ran today or before the hour")
         return

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hermes_hub.db.session import dialect_name
 from hermes_hub.errors import ConflictError, HubError
 from hermes_hub.identity import crypto, passwords, tokens
 from hermes_hub.identity.errors import (
@@ -358,6 +359,13 @@ async def get_visible_agent(
     if not agent.is_public and not private:
         raise AgentNotFoundError("No such agent.")
     return agent, private
+
+
+def capability_condition(session: AsyncSession) -> TextClause:
+    """``agents.capabilities`` contains the bind parameter ``:cap``, in this dialect."""
+    if dialect_name(session) == "postgresql":
+        return text("agents.capabilities @> jsonb_build_array(CAST(:cap AS text))")
+    return text("EXISTS (SELECT 1 FROM json_each(agents.capabilities) WHERE value = :cap)")
 
 
 async def get_owned_agent(session: AsyncSession, *, agent_id: uuid.UUID, owner: User) -> Agent:

@@ -11,6 +11,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 _MAX_NESTING = 32
 
 
+def not_bool(value: Any) -> Any:
+    """A BeforeValidator for numbers: JSON true is not a number, although Python's bool is an
+    int."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
 def _check_portable(value: Any, depth: int = 0) -> None:
     # PostgreSQL refuses NUL characters in text and JSON, and non-finite numbers in JSON;
     # SQLite would store them. Refusing them up front keeps both backends alike and turns

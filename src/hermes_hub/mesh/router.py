@@ -34,6 +34,7 @@ from hermes_hub.kit.time import utcnow
 from hermes_hub.mesh import preferences as prefs
 from hermes_hub.mesh import service
 from hermes_hub.mesh.models import Bid, Contract
+from hermes_hub.mesh.party import Party
 from hermes_hub.mesh.schemas import (
     AwardOut,
     AwardRequest,
@@ -56,7 +57,7 @@ from hermes_hub.mesh.schemas import (
     SettleRequest,
 )
 from hermes_hub.mesh.scoring import Candidate, rank_bids, speed_horizon
-from hermes_hub.mesh.service import Access, ContractDraft, Party, Viewer
+from hermes_hub.mesh.service import Access, ContractDraft, Viewer
 from hermes_hub.mesh.states import ContractMode, ContractStatus
 from hermes_hub.runtime import RuntimeDep
 from hermes_hub.trust.levels import Complexity

@@ -10,24 +10,18 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_va
 
 from hermes_hub.identity.schemas import Capability
 from hermes_hub.kit.money import CreditAmount, Credits
-from hermes_hub.kit.schemas import FreeJSON, InputModel, JSONObject
+from hermes_hub.kit.schemas import FreeJSON, InputModel, JSONObject, not_bool
 from hermes_hub.kit.text import clean_text
 from hermes_hub.mesh.states import ContractMode, ContractStatus
 from hermes_hub.trust.levels import Complexity
+from hermes_hub.trust.schemas import StarCount
 
 MAX_WINDOW_SECONDS = 30 * 86_400
 
 
-def _not_bool(value: Any) -> Any:
-    # JSON true is not a number, although Python's bool is an int.
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not a boolean")
-    return value
-
-
-Unit = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
-Weight = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=100)]
-Seconds = Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=MAX_WINDOW_SECONDS)]
+Unit = Annotated[float, BeforeValidator(not_bool), Field(ge=0, le=1)]
+Weight = Annotated[float, BeforeValidator(not_bool), Field(ge=0, le=100)]
+Seconds = Annotated[int, BeforeValidator(not_bool), Field(gt=0, le=MAX_WINDOW_SECONDS)]
 
 
 def _intent(value: str) -> str:
@@ -42,7 +36,7 @@ class ContractCreate(InputModel):
     capability: Capability
     context: JSONObject | None = None
     reward: CreditAmount
-    bidding_seconds: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=3600)] = 5
+    bidding_seconds: Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=3600)] = 5
     deadline_seconds: Seconds | None = Field(
         default=None, description="Delivery window after award."
     )
@@ -72,7 +66,7 @@ class DeliverRequest(InputModel):
 
 class SettleRequest(InputModel):
     validation_score: Unit
-    rating: Annotated[int, BeforeValidator(_not_bool), Field(strict=True, ge=1, le=5)] | None = None
+    rating: StarCount | None = None
     comment: str | None = Field(default=None, max_length=5000)
 
 
@@ -83,7 +77,7 @@ class DisputeResponse(InputModel):
 
 class DisputeResolution(InputModel):
     outcome: Literal["refund", "partial", "pay_agent"]
-    percent: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=99)] | None = None
+    percent: Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=99)] | None = None
     note: str | None = Field(default=None, max_length=5000)
 
     @model_validator(mode="after")

@@ -11,21 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, text, true
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.config import Settings
-from hermes_hub.db.session import dialect_name
-from hermes_hub.errors import AuthenticationError, ConflictError, HubError, NotFoundError
+from hermes_hub.errors import ConflictError, HubError, NotFoundError
 from hermes_hub.events import log as events
-from hermes_hub.identity.models import Agent, AgentStatus, User, UserRole
+from hermes_hub.identity.models import Agent, AgentStatus, User
 from hermes_hub.identity.principal import Principal
+from hermes_hub.identity.service import capability_condition
 from hermes_hub.kit.money import percent_to_basis_points, units_to_credits
 from hermes_hub.ledger import accounts, escrow
 from hermes_hub.ledger.escrow import FeeRates
 from hermes_hub.ledger.models import Hold
 from hermes_hub.mesh import preferences as prefs
 from hermes_hub.mesh.models import AgentMetric, Bid, Contract
+from hermes_hub.mesh.party import Party
 from hermes_hub.mesh.scoring import Candidate, RankedBid, rank_bids, speed_horizon
 from hermes_hub.mesh.states import ContractAction, ContractMode, ContractStatus, next_status
 from hermes_hub.mesh.validation import check_schema, validate_delivery
@@ -56,43 +57,6 @@ class NotRequesterError(HubError):
 class NotAwardedAgentError(HubError):
     status = 403
     code = "not_awarded_agent"
-
-
-# ---- who is acting ----
-
-
-@dataclass(frozen=True)
-class Party:
-    """The principal acting on a contract: a user or an agent, and the user answering for it."""
-
-    user_id: uuid.UUID | None
-    agent_id: uuid.UUID | None
-    owner_id: uuid.UUID
-    is_admin: bool = False
-
-    @classmethod
-    def of(cls, principal: Principal) -> Party:
-        if principal.agent is not None:
-            return cls(user_id=None, agent_id=principal.agent.id, owner_id=principal.agent.owner_id)
-        if principal.user is None:
-            raise AuthenticationError()
-        return cls(
-            user_id=principal.user.id,
-            agent_id=None,
-            owner_id=principal.user.id,
-            is_admin=principal.user.role == UserRole.ADMIN.value,
-        )
-
-    @property
-    def ref(self) -> str:
-        if self.agent_id is not None:
-            return events.agent_recipient(self.agent_id)
-        return events.user_recipient(self.owner_id)
-
-    def is_requester_of(self, contract: Contract) -> bool:
-        if self.agent_id is not None:
-            return contract.requester_agent_id == self.agent_id
-        return contract.requester_user_id == self.user_id
 
 
 def requester_ref(contract: Contract) -> str:
@@ -318,12 +282,7 @@ async def matching_agents(session: AsyncSession, contract: Contract) -> list[uui
         Agent.status == AgentStatus.ACTIVE.value,
         Agent.owner_id != contract.requester_owner_id,
     )
-    if dialect_name(session) == "postgresql":
-        query = query.where(text("agents.capabilities @> jsonb_build_array(CAST(:cap AS text))"))
-    else:
-        query = query.where(
-            text("EXISTS (SELECT 1 FROM json_each(agents.capabilities) WHERE value = :cap)")
-        )
+    query = query.where(capability_condition(session))
     candidates = list((await session.scalars(query, {"cap": contract.capability})).all())
     trust = await trust_scores(session, candidates)
     complexity = Complexity(contract.complexity)

@@ -21,11 +21,11 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import dialect_name
 from hermes_hub.identity.models import Agent, AgentStatus
+from hermes_hub.identity.service import capability_condition
 from hermes_hub.kit.money import units_to_credits
 from hermes_hub.mesh.models import AgentMetric
 from hermes_hub.trust.models import TrustScore
@@ -53,14 +53,6 @@ PERIOD_DAYS = {Period.WEEK: 7, Period.MONTH: 30}
 def period_start(period: Period, now: datetime) -> datetime | None:
     days = PERIOD_DAYS.get(period)
     return now - timedelta(days=days) if days is not None else None
-
-
-def _with_capability(query: Select[Any], session: AsyncSession, capability: str) -> Select[Any]:
-    if dialect_name(session) == "postgresql":
-        return query.where(text("agents.capabilities @> jsonb_build_array(CAST(:cap AS text))"))
-    return query.where(
-        text("EXISTS (SELECT 1 FROM json_each(agents.capabilities) WHERE value = :cap)")
-    )
 
 
 async def compute(
@@ -103,7 +95,7 @@ async def compute(
         .where(Agent.is_public.is_(True), Agent.status == AgentStatus.ACTIVE.value)
     )
     if capability is not None:
-        query = _with_capability(query, session, capability)
+        query = query.where(capability_condition(session))
     if by is RankBy.TRUST:
         query = query.where(TrustScore.counted_outcomes >= min_outcomes).order_by(
             TrustScore.trust.desc(), activity.c.contracts.desc(), Agent.id

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hermes_hub.config import Settings
 from hermes_hub.errors import ConflictError, HubError, NotFoundError
 from hermes_hub.mesh.models import AgentMetric, Contract
+from hermes_hub.mesh.party import Party
 from hermes_hub.trust import service
 from hermes_hub.trust.models import Rating
 
@@ -22,22 +23,6 @@ RATEABLE_STATUSES = frozenset({"settled", "resolved"})
 
 class RatingContractNotFoundError(NotFoundError):
     code = "contract_not_found"
-
-
-@dataclass(frozen=True)
-class Rater:
-    user_id: uuid.UUID | None
-    agent_id: uuid.UUID | None
-    owner_id: uuid.UUID
-
-    @property
-    def ref(self) -> str:
-        return f"agent:{self.agent_id}" if self.agent_id is not None else f"user:{self.user_id}"
-
-    def requested(self, contract: Contract) -> bool:
-        if self.agent_id is not None:
-            return contract.requester_agent_id == self.agent_id
-        return contract.requester_user_id == self.user_id
 
 
 @dataclass(frozen=True)
@@ -58,13 +43,13 @@ def _check_range(stars: Stars) -> None:
 
 
 async def _rateable_contract(
-    session: AsyncSession, *, agent_id: uuid.UUID, contract_id: uuid.UUID, rater: Rater
+    session: AsyncSession, *, agent_id: uuid.UUID, contract_id: uuid.UUID, rater: Party
 ) -> Contract:
     contract = await session.scalar(
         select(Contract).where(Contract.id == contract_id).with_for_update()
     )
     # Someone who did not request the contract learns nothing about it.
-    if contract is None or not rater.requested(contract):
+    if contract is None or not rater.is_requester_of(contract):
         raise RatingContractNotFoundError("No such contract among yours.")
     if contract.awarded_agent_id != agent_id:
         raise HubError(
@@ -87,7 +72,7 @@ async def _sync_metric(session: AsyncSession, contract_id: uuid.UUID, stars: int
 
 
 def _new_rating(
-    contract: Contract, *, rater: Rater, stars: Stars, settings: Settings, now: datetime
+    contract: Contract, *, rater: Party, stars: Stars, settings: Settings, now: datetime
 ) -> Rating:
     if contract.awarded_agent_id is None:  # a settled contract always has a winner
         raise ConflictError("This contract has no awarded agent.", code="not_awarded")
@@ -117,7 +102,7 @@ async def record_at_settlement(
     now: datetime,
 ) -> Rating:
     """The rating given with the settlement itself; the settlement recomputes trust."""
-    rater = Rater(
+    rater = Party(
         user_id=contract.requester_user_id,
         agent_id=contract.requester_agent_id,
         owner_id=contract.requester_owner_id,
@@ -136,7 +121,7 @@ async def rate(
     *,
     agent_id: uuid.UUID,
     contract_id: uuid.UUID,
-    rater: Rater,
+    rater: Party,
     stars: Stars,
     settings: Settings,
     now: datetime,
@@ -165,7 +150,7 @@ async def edit(
     *,
     agent_id: uuid.UUID,
     contract_id: uuid.UUID,
-    rater: Rater,
+    rater: Party,
     stars: Stars,
     settings: Settings,
     now: datetime,

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -77,12 +77,13 @@ async def _trades(session: AsyncSession) -> list[integrity.Trade]:
 async def _accounts(
     session: AsyncSession, *, now: datetime, params: integrity.IntegrityParams
 ) -> list[integrity.Account]:
-    young = now.timestamp() - params.new_account_days * 86_400
+    young = now - timedelta(days=params.new_account_days)
     agents: dict[uuid.UUID, list[str]] = defaultdict(list)
     users = {
-        user_id: created_at
-        for user_id, created_at in await session.execute(select(User.id, User.created_at))
-        if created_at.timestamp() >= young
+        row[0]: row[1]
+        for row in await session.execute(
+            select(User.id, User.created_at).where(User.created_at >= young)
+        )
     }
     if users:
         for owner_id, agent_id in await session.execute(
@@ -120,16 +121,13 @@ async def update_rater_weights(
     reliability = integrity.rater_reliability(
         [integrity.RatingSample(rater=str(r), agent=str(a), stars=s) for r, a, s in rows], params
     )
-    stored = {
-        row[0]: row[1]
-        for row in await session.execute(select(RaterWeight.rater_owner_id, RaterWeight.weight))
-    }
+    stored = {row.rater_owner_id: row for row in await session.scalars(select(RaterWeight))}
     changed_raters: set[uuid.UUID] = set()
     for rater_text, found in reliability.items():
         rater = uuid.UUID(rater_text)
-        if stored.get(rater, 1.0) != found.weight:
+        row = stored.get(rater)
+        if (row.weight if row is not None else 1.0) != found.weight:
             changed_raters.add(rater)
-        row = await session.get(RaterWeight, rater)
         if row is None:
             session.add(
                 RaterWeight(

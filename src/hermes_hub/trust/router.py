@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.db.session import DatabaseDep, DbSession
 from hermes_hub.db.transaction import in_transaction
-from hermes_hub.errors import AuthenticationError
 from hermes_hub.identity import service as identity
 from hermes_hub.identity.deps import (
     AdminUser,
@@ -21,13 +20,12 @@ from hermes_hub.identity.deps import (
     forget_cached_principals,
     require_admin,
 )
-from hermes_hub.identity.models import Agent
-from hermes_hub.identity.principal import Principal
 from hermes_hub.identity.schemas import AgentPrivate, agent_private
 from hermes_hub.kit.money import units_to_credits
 from hermes_hub.kit.pagination import Page, PageParams, page_params
 from hermes_hub.kit.time import utcnow
 from hermes_hub.mesh.models import AgentMetric
+from hermes_hub.mesh.party import Party
 from hermes_hub.runtime import RuntimeDep
 from hermes_hub.trust import formula, leaderboard, ratings, review, service
 from hermes_hub.trust.levels import level_for
@@ -67,14 +65,6 @@ BADGE_DESCRIPTIONS = {rule.name: rule.description for rule in formula.BADGE_RULE
 # ---- reading ----
 
 
-async def _visible(
-    session: AsyncSession, agent_id: uuid.UUID, viewer: Principal
-) -> tuple[Agent, bool]:
-    """The agent and whether the viewer may see private details; private agents are 404 to
-    everyone else."""
-    return await identity.get_visible_agent(session, agent_id=agent_id, viewer=viewer)
-
-
 def _score_out(agent_id: uuid.UUID, score: TrustScore | None) -> TrustScoreOut:
     if score is None:  # enrolled before trust existed and not recomputed yet
         prior = formula.PRIOR
@@ -105,7 +95,7 @@ async def get_trust_score(
     agent_id: uuid.UUID, viewer: CurrentPrincipal, session: DbSession
 ) -> TrustScoreOut:
     """The agent's published trust, grade and level."""
-    await _visible(session, agent_id, viewer)
+    await identity.get_visible_agent(session, agent_id=agent_id, viewer=viewer)
     return _score_out(agent_id, await session.get(TrustScore, agent_id))
 
 
@@ -117,7 +107,7 @@ async def get_reputation(
 ) -> ReputationOut:
     """How the trust score was computed (each component, its weight, inputs and value; raw
     and published score), the badges held and when each was earned, and headline stats."""
-    await _visible(session, agent_id, viewer)
+    await identity.get_visible_agent(session, agent_id=agent_id, viewer=viewer)
     score = await session.get(TrustScore, agent_id)
     badges = (
         await session.scalars(
@@ -168,7 +158,7 @@ async def get_trust_history(
     days: Annotated[int, Query(ge=1, le=3650)] = 90,
 ) -> TrustHistoryOut:
     """Trust over time: the last score of each UTC day on which it was computed."""
-    await _visible(session, agent_id, viewer)
+    await identity.get_visible_agent(session, agent_id=agent_id, viewer=viewer)
     since = (utcnow() - timedelta(days=days)).date()
     rows = (
         await session.scalars(
@@ -199,7 +189,7 @@ async def get_agent_history(
 ) -> Page[OutcomeOut]:
     """The agent's measured outcomes, newest first. Contract ids are shown to those who may
     see the agent's private details."""
-    _, private = await _visible(session, agent_id, viewer)
+    _, private = await identity.get_visible_agent(session, agent_id=agent_id, viewer=viewer)
     flagged = service.flagged_condition()
     rows = (
         await session.execute(
@@ -271,16 +261,6 @@ async def get_leaderboard(
 # ---- ratings ----
 
 
-def _rater(principal: Principal) -> ratings.Rater:
-    if principal.agent is not None:
-        return ratings.Rater(
-            user_id=None, agent_id=principal.agent.id, owner_id=principal.agent.owner_id
-        )
-    if principal.user is None:  # an authenticated principal is one or the other
-        raise AuthenticationError()
-    return ratings.Rater(user_id=principal.user.id, agent_id=None, owner_id=principal.user.id)
-
-
 def _stars(body: RatingFields) -> ratings.Stars:
     return ratings.Stars(
         stars=body.stars,
@@ -322,7 +302,7 @@ async def rate_agent(
 ) -> RatingOut:
     """Rate the agent for a settled contract you requested: once per contract (edit it with
     PUT within the edit window). The agent's trust is recomputed in the same transaction."""
-    rater = _rater(principal)
+    rater = Party.of(principal)
 
     async def work(session: AsyncSession) -> RatingOut:
         rating = await ratings.rate(
@@ -351,7 +331,7 @@ async def edit_rating(
     runtime: RuntimeDep,
 ) -> RatingOut:
     """Replace your rating of a contract while its edit window is open."""
-    rater = _rater(principal)
+    rater = Party.of(principal)
 
     async def work(session: AsyncSession) -> RatingOut:
         rating = await ratings.edit(

@@ -8,18 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from hermes_hub.kit.schemas import InputModel
-
-
-def _not_bool(value: Any) -> Any:
-    # JSON true is not 1 star.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    return value
-
+from hermes_hub.kit.schemas import InputModel, not_bool
 
 # Strict: "5" and 5.0 are not star counts.
-StarCount = Annotated[int, BeforeValidator(_not_bool), Field(strict=True, ge=1, le=5)]
+StarCount = Annotated[int, BeforeValidator(not_bool), Field(strict=True, ge=1, le=5)]
 
 
 class RatingFields(InputModel):
