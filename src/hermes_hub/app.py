@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -14,6 +17,8 @@ from fastapi.routing import APIRoute
 from hermes_hub import __version__
 from hermes_hub.config import Settings, check_production_safety, resolve_secret_key
 from hermes_hub.db.session import Database, create_engine
+from hermes_hub.discovery.router import routers as discovery_routers
+from hermes_hub.discovery.service import Discovery, reindex
 from hermes_hub.errors import install_error_handlers
 from hermes_hub.events.broker import EventBroker
 from hermes_hub.events.log import BROKER_INFO_KEY
@@ -37,10 +42,22 @@ from hermes_hub.trust.nightly import TrustNightly
 from hermes_hub.trust.router import routers as trust_routers
 from hermes_hub.trust.service import CHANGE_LISTENER_INFO_KEY
 
+logger = structlog.get_logger(__name__)
+
 
 def _operation_id(route: APIRoute) -> str:
     # Every route names its operation_id explicitly; this only covers a route that forgot.
     return route.name
+
+
+async def _backfill(database: Database, discovery: Discovery) -> None:
+    try:
+        written = await reindex(database, discovery)
+    except Exception:  # a failed backfill must not take the hub down; it retries next start
+        logger.exception("discovery_backfill_failed")
+        return
+    if written:
+        logger.info("discovery_backfill_done", agents=written)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,14 +98,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
 
+    discovery = Discovery(database, settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await event_broker.start()
+        await discovery.start()
+        # Agents indexed under another model (or none, or before discovery existed) are
+        # re-indexed in the background; the catalogue works meanwhile.
+        backfill = asyncio.create_task(_backfill(database, discovery))
         app.state.mesh_scheduler.start()
         app.state.trust_nightly.start()
         try:
             yield
         finally:
+            backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await backfill
             await app.state.mesh_scheduler.stop()
             await app.state.trust_nightly.stop()
             await app.state.key_usage.drain()
@@ -121,11 +147,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_broker = event_broker
     app.state.presence = presence
     app.state.leaderboard_cache = leaderboard_cache
+    app.state.discovery = discovery
 
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(events_router)
-    for router in (*identity_routers, *ledger_routers, *mesh_routers, *trust_routers):
+    for router in (
+        *identity_routers,
+        *ledger_routers,
+        *mesh_routers,
+        *trust_routers,
+        *discovery_routers,
+    ):
         app.include_router(router)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "10/hour"
     rate_limit_enroll: str = "30/hour"
+    # Requests without credentials to the public catalogue and discovery, per client IP.
+    rate_limit_anonymous: str = "60/minute"
     rate_limit_key_prefix: str = Field(default="hermes", pattern=r"^[A-Za-z0-9:_-]{1,64}$")
 
     db_pool_size: int = Field(default=10, ge=1)
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     trust_rating_edit_days: int = Field(default=7, ge=0, le=365)
     trust_nightly_hour: int = Field(default=3, ge=0, le=23)
     trust_nightly_enabled: bool = True
+
+    # Discovery: semantic search needs the embedding model package; off means lexical only.
+    semantic_search: bool = True
+    # A sentence-transformers BERT model directory to use instead of the packaged one.
+    semantic_model_dir: Path | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hermes_hub.db import migrate
-from hermes_hub.db.registry import Base
+from hermes_hub.db.registry import Base, include_object
 
 
 async def test_models_and_migrations_agree(database_url):
@@ -16,7 +16,10 @@ async def test_models_and_migrations_agree(database_url):
         async with engine.connect() as connection:
             diff = await connection.run_sync(
                 lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                    MigrationContext.configure(
+                        sync, opts={"compare_type": True, "include_object": include_object}
+                    ),
+                    Base.metadata,
                 )
             )
     finally:

@@ -141,6 +141,23 @@ def forget_cached_principals(
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]
 
 
+async def _optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The principal if credentials were sent (bad ones still fail with 401); otherwise
+    None, counted per client IP under the anonymous rate limit."""
+    if credentials is not None:
+        return await _principal(request, credentials)
+    limiter = rate_limiter(request)
+    await limiter.hit(limiter.policies.anonymous, "anonymous", client_ip(request))
+    return None
+
+
+# For endpoints public by design (the catalogue): anonymous visitors see public data only.
+OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
+
+
 async def _user(principal: CurrentPrincipal) -> User:
     if principal.user is None:
         raise HubError(

@@ -84,6 +84,8 @@ class Agent(UUIDPrimaryKey, Base):
     price_currency: Mapped[str] = mapped_column(String(8), default=DEFAULT_CURRENCY)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)
+    # The owner's choice of marketplace category; unset means discovery's automatic one.
+    category: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=AgentStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

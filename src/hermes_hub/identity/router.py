@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from hermes_hub.db.session import DbSession, ReadSession, after_commit
+from hermes_hub.discovery import service as discovery
 from hermes_hub.identity import service, tokens
 from hermes_hub.identity.deps import (
     AdminUser,
@@ -149,7 +150,11 @@ async def start_agent_enrollment(
     ),
 )
 async def complete_agent_enrollment(
-    enrollment_id: uuid.UUID, body: EnrollmentResponse, session: DbSession, runtime: RuntimeDep
+    enrollment_id: uuid.UUID,
+    body: EnrollmentResponse,
+    session: DbSession,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> EnrollmentResult:
     enrolled = await service.complete_enrollment(
         session,
@@ -162,6 +167,7 @@ async def complete_agent_enrollment(
     await trust_review.check_banned_identity(
         session, agent=enrolled.agent, settings=runtime.settings, now=utcnow()
     )
+    await discovery.index_agent(session, request.app.state.discovery, enrolled.agent)
     return EnrollmentResult(
         agent_id=enrolled.agent.id,
         api_key=enrolled.key.token,
@@ -224,6 +230,8 @@ async def update_agent(
         await trust_review.check_banned_identity(
             session, agent=updated, settings=runtime.settings, now=utcnow()
         )
+    # Re-embeds only if the searchable text changed.
+    await discovery.index_agent(session, request.app.state.discovery, updated)
     return agent_private(updated)
 
 

@@ -52,6 +52,18 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+CategorySlug = Literal[
+    "content-creation",
+    "data-analysis",
+    "code-generation",
+    "image-processing",
+    "natural-language",
+    "research",
+    "automation",
+    "customer-service",
+    "security",
+    "finance",
+]
 DisplayName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_single_line)]
 Description = Annotated[str, Field(max_length=4000), AfterValidator(_multi_line)]
 Capability = Annotated[
@@ -173,6 +185,9 @@ class AgentPublic(BaseModel):
     is_public: bool
     status: AgentStatus
     organization_id: uuid.UUID | None
+    category: str | None = Field(
+        description="The owner's choice of marketplace category; null means automatic."
+    )
     created_at: datetime
 
 
@@ -200,6 +215,8 @@ class AgentUpdate(InputModel):
     # An owner may pause and resume; "banned" is an admin's decision, not a setting.
     status: Literal[AgentStatus.ACTIVE, AgentStatus.PAUSED] | None = None
     metadata: Metadata | None = None
+    # One of the marketplace's ten category slugs; null returns to the automatic category.
+    category: CategorySlug | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required_fields(self) -> AgentUpdate:
@@ -226,6 +243,7 @@ def _public_fields(agent: Agent) -> dict[str, Any]:
         "is_public": agent.is_public,
         "status": AgentStatus(agent.status),
         "organization_id": agent.organization_id,
+        "category": agent.category,
         "created_at": agent.created_at,
     }
 

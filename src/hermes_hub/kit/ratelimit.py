@@ -26,6 +26,7 @@ class Policies:
     login: RateLimitItem
     register: RateLimitItem
     enroll: RateLimitItem
+    anonymous: RateLimitItem
 
 
 class RateLimiter:
@@ -36,6 +37,7 @@ class RateLimiter:
             login=parse(settings.rate_limit_login),
             register=parse(settings.rate_limit_register),
             enroll=parse(settings.rate_limit_enroll),
+            anonymous=parse(settings.rate_limit_anonymous),
         )
         self.storage: Storage
         if redis_client is not None:

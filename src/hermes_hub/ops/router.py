@@ -52,7 +52,10 @@ async def _check_redis(request: Request) -> dict[str, Any] | None:
 @router.get(
     "/readyz",
     operation_id="readiness",
-    summary="The database is reachable with current migrations, and Redis if configured.",
+    summary=(
+        "The database is reachable with current migrations, and Redis if configured; "
+        "also says whether semantic search is on."
+    ),
     responses={503: {"description": "A dependency is not ready."}},
 )
 async def readiness(request: Request) -> Response:
@@ -60,6 +63,8 @@ async def readiness(request: Request) -> Response:
     redis_check = await _check_redis(request)
     if redis_check is not None:
         checks["redis"] = redis_check
+    # Never failing: without the model the hub searches lexically, and says so here.
+    checks["discovery"] = request.app.state.discovery.status().as_dict()
     failed = [name for name, check in checks.items() if not check["ok"]]
     if failed:
         return problem_response(

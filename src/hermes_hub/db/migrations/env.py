@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hermes_hub.db.registry import Base
+from hermes_hub.db.registry import Base, include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -20,6 +20,7 @@ def _configure(connection: Connection) -> None:
         # no-op wrapper on PostgreSQL, so one migration tree serves both.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,685 @@
+"""Discovery services: keeping each agent's search document current, and searching.
+
+``index_agent`` runs in the transaction that changed the agent. ``search`` gathers
+candidates from the lexical index (BM25 in SQL, both databases) and the vector index
+(pgvector or the in-process matrix), loads those the viewer may see and that pass the
+filters, and ranks them with ``ranking`` (the published formula).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hermes_hub.config import Settings
+from hermes_hub.db.session import Database, after_commit, dialect_name, run_after_commit
+from hermes_hub.discovery import ranking
+from hermes_hub.discovery.categories import lexical_category, nearest_category
+from hermes_hub.discovery.engine import (
+    Embedder,
+    SemanticMode,
+    SemanticStatus,
+    Vector,
+    VectorMatrix,
+    from_bytes,
+    load_encoder,
+    pgvector_literal,
+    pgvector_ready,
+    to_bytes,
+)
+from hermes_hub.discovery.models import (
+    PGVECTOR_COLUMN,
+    AgentSearchDoc,
+    AgentSearchTerm,
+    DiscoveryState,
+)
+from hermes_hub.discovery.text import (
+    SearchDocument,
+    build_document,
+    card_skills,
+    matched_tags,
+    tag_words,
+    terms,
+)
+from hermes_hub.identity.models import Agent, AgentStatus, OrgMembership
+from hermes_hub.identity.principal import Principal
+from hermes_hub.identity.service import capability_condition
+from hermes_hub.kit.time import utcnow
+from hermes_hub.trust.formula import PRIOR
+from hermes_hub.trust.models import TrustScore
+
+logger = structlog.get_logger(__name__)
+
+# Which of some agents are online now (``events.presence.Presence.online``).
+OnlineLookup = Callable[[Sequence[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+
+SEMANTIC_CANDIDATES = 200
+LEXICAL_CANDIDATES = 200
+MAX_FACETS = 12
+PGVECTOR_DIMENSION = 384
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class Discovery:
+    """The process's discovery engine: the embedder (if any), the mode and the matrix."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+        self.embedder: Embedder | None = None
+        self.mode = SemanticMode.OFF
+        self.reason = "not started"
+        self.matrix: VectorMatrix | None = None
+
+    async def start(self) -> None:
+        encoder, reason = await asyncio.to_thread(
+            load_encoder, self.settings.semantic_search, self.settings.semantic_model_dir
+        )
+        if encoder is None:
+            self.mode, self.reason = SemanticMode.OFF, reason
+            logger.warning("semantic_search_off", reason=reason)
+            return
+        self.embedder = Embedder(encoder)
+        async with self.database.read_sessions() as session:
+            use_pgvector = (
+                dialect_name(session) == "postgresql"
+                and encoder.dimension == PGVECTOR_DIMENSION
+                and await pgvector_ready(session)
+            )
+            if use_pgvector:
+                self.mode, self.reason = SemanticMode.PGVECTOR, ""
+            else:
+                self.matrix = VectorMatrix(encoder.dimension)
+                await self.matrix.refresh(session, force=True)
+                self.mode = SemanticMode.IN_PROCESS
+                self.reason = (
+                    "pgvector is not available in this database"
+                    if dialect_name(session) == "postgresql"
+                    else ""
+                )
+
+    def status(self) -> SemanticStatus:
+        return SemanticStatus(
+            mode=self.mode,
+            model=self.embedder.model_name if self.embedder else None,
+            reason=self.reason,
+            indexed_vectors=len(self.matrix) if self.matrix is not None else None,
+        )
+
+    @property
+    def semantic(self) -> bool:
+        return self.embedder is not None and self.mode is not SemanticMode.OFF
+
+
+# ---- indexing ----
+
+
+def _facets(agent: Agent, document: SearchDocument) -> list[str]:
+    labels: list[str] = [tag_words(tag) for tag in document.tags]
+    for skill in card_skills(agent.agent_metadata):
+        if skill.name:
+            labels.append(f"{skill.name}: {skill.description}".strip(": ")[:200])
+    sentences = [s.strip() for s in _SENTENCE_END.split(agent.description) if s.strip()]
+    labels.extend(sentence[:200] for sentence in sentences[:3])
+    return list(dict.fromkeys(label for label in labels if label))[:MAX_FACETS]
+
+
+async def _next_revision(session: AsyncSession) -> int:
+    # The row lock orders revisions by commit, so an in-process index never skips one.
+    revision = await session.scalar(
+        update(DiscoveryState)
+        .where(DiscoveryState.id == 1)
+        .values(revision=DiscoveryState.revision + 1)
+        .returning(DiscoveryState.revision)
+    )
+    if revision is None:
+        session.add(DiscoveryState(id=1, revision=1))
+        await session.flush()
+        return 1
+    return int(revision)
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """An agent's search document with its vectors, computed before any write."""
+
+    document: SearchDocument
+    model: str
+    facets: list[str]
+    embedding: Vector | None
+    facet_vectors: Vector | None
+    category: str
+
+
+def _document_of(agent: Agent) -> SearchDocument:
+    return build_document(
+        name=agent.name,
+        description=agent.description,
+        capabilities=agent.capabilities,
+        metadata=agent.agent_metadata,
+    )
+
+
+async def prepare(discovery: Discovery, agent: Agent) -> PreparedDocument:
+    document = _document_of(agent)
+    facets = _facets(agent, document)
+    if discovery.embedder is None:
+        return PreparedDocument(
+            document=document,
+            model="",
+            facets=facets,
+            embedding=None,
+            facet_vectors=None,
+            category=lexical_category(document.weighted_terms) or "automation",
+        )
+    vectors = await discovery.embedder.documents([document.text, *facets])
+    return PreparedDocument(
+        document=document,
+        model=discovery.embedder.model_name,
+        facets=facets,
+        embedding=vectors[0],
+        facet_vectors=vectors[1:],
+        category=nearest_category(vectors[0], await discovery.embedder.category_vectors()),
+    )
+
+
+def _model_name(discovery: Discovery) -> str:
+    return discovery.embedder.model_name if discovery.embedder else ""
+
+
+async def index_agent(
+    session: AsyncSession, discovery: Discovery, agent: Agent, *, force: bool = False
+) -> bool:
+    """Bring the agent's search document up to date; return whether anything changed.
+
+    Runs in the caller's transaction. The text is re-embedded only when it changed (or the
+    model did), so edits to price or visibility cost one lookup.
+    """
+    existing = await session.get(AgentSearchDoc, agent.id)
+    if (
+        not force
+        and existing is not None
+        and existing.content_hash == _document_of(agent).content_hash
+        and existing.model == _model_name(discovery)
+    ):
+        return False
+    await store(session, discovery, agent.id, await prepare(discovery, agent), existing)
+    return True
+
+
+async def store(
+    session: AsyncSession,
+    discovery: Discovery,
+    agent_id: uuid.UUID,
+    prepared: PreparedDocument,
+    existing: AgentSearchDoc | None,
+) -> None:
+    document = prepared.document
+    revision = await _next_revision(session)
+    values: dict[str, Any] = {
+        "content_hash": document.content_hash,
+        "model": prepared.model,
+        "embedding": to_bytes(prepared.embedding) if prepared.embedding is not None else None,
+        "facets": prepared.facets,
+        "facet_vectors": (
+            to_bytes(prepared.facet_vectors) if prepared.facet_vectors is not None else None
+        ),
+        "auto_category": prepared.category,
+        "length": document.length,
+        "revision": revision,
+        "updated_at": utcnow(),
+    }
+    if existing is None:
+        await session.execute(insert(AgentSearchDoc).values(agent_id=agent_id, **values))
+    else:
+        await session.execute(
+            update(AgentSearchDoc).where(AgentSearchDoc.agent_id == agent_id).values(**values)
+        )
+    await session.execute(delete(AgentSearchTerm).where(AgentSearchTerm.agent_id == agent_id))
+    if document.weighted_terms:
+        await session.execute(
+            insert(AgentSearchTerm),
+            [
+                {"term": term, "agent_id": agent_id, "weight": weight}
+                for term, weight in document.weighted_terms.items()
+            ],
+        )
+    if discovery.mode is SemanticMode.PGVECTOR:
+        vector = prepared.embedding
+        await session.execute(
+            text(
+                f"UPDATE agent_search_docs SET {PGVECTOR_COLUMN} = CAST(:vector AS vector) "  # noqa: S608 - constant column
+                "WHERE agent_id = :agent_id"
+            ),
+            {
+                "vector": pgvector_literal(vector) if vector is not None else None,
+                "agent_id": agent_id,
+            },
+        )
+    if discovery.matrix is not None:
+        after_commit(session, discovery.matrix.invalidate)
+
+
+async def reindex(
+    database: Database, discovery: Discovery, *, force: bool = False, batch_size: int = 64
+) -> int:
+    """Index every agent whose document is missing or stale; return how many were written.
+
+    Each batch is read, then embedded with no transaction open, then written in a short
+    transaction that skips any agent edited meanwhile (its own edit indexed it).
+    """
+    written = 0
+    last: uuid.UUID | None = None
+    model = _model_name(discovery)
+    while True:
+        async with database.read_sessions() as session:
+            query = (
+                select(Agent, AgentSearchDoc.content_hash, AgentSearchDoc.model)
+                .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
+                .order_by(Agent.id)
+                .limit(batch_size)
+            )
+            if last is not None:
+                query = query.where(Agent.id > last)
+            rows = (await session.execute(query)).all()
+        if not rows:
+            return written
+        last = rows[-1][0].id
+        stale = [
+            agent
+            for agent, content_hash, indexed_model in rows
+            if force or content_hash != _document_of(agent).content_hash or indexed_model != model
+        ]
+        prepared = [(agent.id, await prepare(discovery, agent)) for agent in stale]
+        if not prepared:
+            continue
+        async with database.sessions() as session:
+            for agent_id, document in prepared:
+                agent = await session.get(Agent, agent_id)
+                if (
+                    agent is None
+                    or _document_of(agent).content_hash != document.document.content_hash
+                ):
+                    continue
+                existing = await session.get(AgentSearchDoc, agent_id)
+                await store(session, discovery, agent_id, document, existing)
+                written += 1
+            await session.commit()
+            run_after_commit(session)
+
+
+# ---- who sees what ----
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose search this is: an anonymous visitor sees public agents only."""
+
+    user_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    agent_org_id: uuid.UUID | None = None
+    is_admin: bool = False
+
+    @classmethod
+    def of(cls, principal: Principal | None) -> Viewer:
+        if principal is None:
+            return cls()
+        if principal.agent is not None:
+            return cls(agent_id=principal.agent.id, agent_org_id=principal.agent.organization_id)
+        return cls(
+            user_id=principal.user.id if principal.user else None, is_admin=principal.is_admin
+        )
+
+
+def visible_condition(viewer: Viewer) -> ColumnElement[bool]:
+    """Private agents are seen by their owner, their organization's members and agents,
+    themselves and admins; everyone sees public ones."""
+    if viewer.is_admin:
+        return true()
+    allowed: list[ColumnElement[bool]] = [Agent.is_public.is_(True)]
+    if viewer.user_id is not None:
+        allowed.append(Agent.owner_id == viewer.user_id)
+        allowed.append(
+            Agent.organization_id.in_(
+                select(OrgMembership.organization_id).where(OrgMembership.user_id == viewer.user_id)
+            )
+        )
+    if viewer.agent_id is not None:
+        allowed.append(Agent.id == viewer.agent_id)
+        if viewer.agent_org_id is not None:
+            allowed.append(Agent.organization_id == viewer.agent_org_id)
+    return or_(*allowed)
+
+
+# ---- searching ----
+
+
+@dataclass(frozen=True)
+class Filters:
+    max_price_units: int | None = None
+    min_reputation: float | None = None
+    organization_id: uuid.UUID | None = None
+    available_now: bool = False
+    capability: str | None = None
+    category: str | None = None
+
+
+def effective_category() -> ColumnElement[Any]:
+    return func.coalesce(Agent.category, AgentSearchDoc.auto_category)
+
+
+def filter_condition(
+    session: AsyncSession, viewer: Viewer, filters: Filters
+) -> ColumnElement[bool]:
+    """Everything but availability, over ``agents`` outer-joined with ``trust_scores`` and
+    ``agent_search_docs``."""
+    conditions: list[ColumnElement[bool]] = [
+        Agent.status == AgentStatus.ACTIVE.value,
+        visible_condition(viewer),
+    ]
+    if filters.max_price_units is not None:
+        # An agent without a list price quotes per contract: it is not excluded by price.
+        conditions.append(
+            or_(Agent.base_price_units.is_(None), Agent.base_price_units <= filters.max_price_units)
+        )
+    if filters.min_reputation is not None:
+        conditions.append(
+            func.coalesce(TrustScore.trust, ranking_prior()) >= filters.min_reputation
+        )
+    if filters.organization_id is not None:
+        conditions.append(Agent.organization_id == filters.organization_id)
+    if filters.capability is not None:
+        conditions.append(
+            capability_condition(session).bindparams(cap=filters.capability.lower())  # type: ignore[arg-type]
+        )
+    if filters.category is not None:
+        conditions.append(effective_category() == filters.category)
+    return and_(*conditions)
+
+
+def ranking_prior() -> float:
+    return PRIOR
+
+
+@dataclass
+class Hit:
+    agent: Agent
+    trust: TrustScore | None
+    category: str | None
+    relevance: ranking.Relevance
+    score: float = 0.0
+    online: bool = False
+    why: str = ""
+    matched: list[str] = field(default_factory=list)
+
+    @property
+    def trust_value(self) -> float:
+        return self.trust.trust if self.trust is not None else ranking_prior()
+
+
+async def _lexical(
+    session: AsyncSession,
+    query_terms: Counter[str],
+    condition: ColumnElement[bool],
+    *,
+    include: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, float]:
+    """BM25 of the best ``LEXICAL_CANDIDATES`` matching agents, plus of those in ``include``."""
+    if not query_terms:
+        return {}
+    stats = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.avg(AgentSearchDoc.length), 0.0))
+        )
+    ).one()
+    document_count, average_length = int(stats[0]), float(stats[1])
+    if document_count == 0:
+        return {}
+    frequencies = dict(
+        (
+            await session.execute(
+                select(AgentSearchTerm.term, func.count())
+                .where(AgentSearchTerm.term.in_(list(query_terms)))
+                .group_by(AgentSearchTerm.term)
+            )
+        ).all()
+    )
+    weights = {
+        term: repeats * ranking.idf(document_count, frequencies[term])
+        for term, repeats in query_terms.items()
+        if term in frequencies
+    }
+    if not weights:
+        return {}
+    # BM25 with the per-term idf computed here and bound in: no logarithm needed in SQL.
+    term_weight = _case_of(AgentSearchTerm.term, weights)
+    saturation = (
+        AgentSearchTerm.weight
+        * (ranking.BM25_K1 + 1)
+        / (
+            AgentSearchTerm.weight
+            + ranking.BM25_K1
+            * (1 - ranking.BM25_B + ranking.BM25_B * AgentSearchDoc.length / average_length)
+        )
+    )
+    score = func.sum(term_weight * saturation).label("score")
+    ranked = (
+        select(
+            AgentSearchTerm.agent_id.label("agent_id"),
+            score,
+            func.row_number().over(order_by=(score.desc(), AgentSearchTerm.agent_id)).label("rn"),
+        )
+        .join(AgentSearchDoc, AgentSearchDoc.agent_id == AgentSearchTerm.agent_id)
+        .join(Agent, Agent.id == AgentSearchTerm.agent_id)
+        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+        .where(AgentSearchTerm.term.in_(list(weights)), condition)
+        .group_by(AgentSearchTerm.agent_id)
+        .subquery()
+    )
+    keep = ranked.c.rn <= LEXICAL_CANDIDATES
+    if include:
+        keep = or_(keep, ranked.c.agent_id.in_(list(include)))
+    rows = await session.execute(select(ranked.c.agent_id, ranked.c.score).where(keep))
+    return {agent_id: float(value) for agent_id, value in rows}
+
+
+def _case_of(column: Any, values: dict[str, float]) -> Any:
+    return case(
+        *((column == literal(term), literal(weight)) for term, weight in values.items()),
+        else_=literal(0.0),
+    )
+
+
+async def _semantic_pgvector(
+    session: AsyncSession, vector: Vector, condition: ColumnElement[bool], k: int
+) -> dict[uuid.UUID, float]:
+    literal_vector = pgvector_literal(vector)
+    distance = text(f"agent_search_docs.{PGVECTOR_COLUMN} <=> CAST(:query_vector AS vector)")
+    # Filtered HNSW scans keep going until k rows pass the filter (pgvector 0.8).
+    await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    await session.execute(text("SET LOCAL hnsw.ef_search = 200"))
+    rows = await session.execute(
+        select(Agent.id, text(f"1 - ({distance.text}) AS similarity"))
+        .select_from(AgentSearchDoc)
+        .join(Agent, Agent.id == AgentSearchDoc.agent_id)
+        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+        .where(condition, text(f"agent_search_docs.{PGVECTOR_COLUMN} IS NOT NULL"))
+        .order_by(distance)
+        .limit(k)
+        .params(query_vector=literal_vector)
+    )
+    return {agent_id: float(similarity) for agent_id, similarity in rows}
+
+
+async def _similarities_pgvector(
+    session: AsyncSession, vector: Vector, agent_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, float]:
+    if not agent_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            AgentSearchDoc.agent_id,
+            text(f"1 - ({PGVECTOR_COLUMN} <=> CAST(:query_vector AS vector))"),
+        )
+        .where(
+            AgentSearchDoc.agent_id.in_(list(agent_ids)),
+            text(f"{PGVECTOR_COLUMN} IS NOT NULL"),
+        )
+        .params(query_vector=pgvector_literal(vector))
+    )
+    return {agent_id: float(similarity) for agent_id, similarity in rows}
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    semantic: bool
+    mode: str
+
+
+async def search(
+    session: AsyncSession,
+    discovery: Discovery,
+    *,
+    viewer: Viewer,
+    query: str,
+    filters: Filters,
+    limit: int,
+    online: OnlineLookup | None = None,
+    use_lexical: bool = True,
+    use_semantic: bool = True,
+) -> SearchResult:
+    """The ``limit`` best agents for ``query`` that the viewer may see and pass ``filters``."""
+    query_terms = Counter(terms(query)) if use_lexical else Counter()
+    condition = filter_condition(session, viewer, filters)
+    embedder = discovery.embedder if use_semantic and discovery.semantic else None
+    semantic_on = embedder is not None
+    vector: Vector | None = None
+    semantic: dict[uuid.UUID, float] = {}
+    if embedder is not None:
+        vector = await embedder.query(query)
+        if discovery.mode is SemanticMode.PGVECTOR:
+            semantic = await _semantic_pgvector(session, vector, condition, SEMANTIC_CANDIDATES)
+        elif discovery.matrix is not None:
+            await discovery.matrix.refresh(session)
+            among = None
+            if filters.organization_id is not None or filters.capability or filters.category:
+                # Narrow filters: rank exactly within the agents they leave.
+                among = await _eligible_ids(session, condition)
+            semantic = dict(discovery.matrix.top(vector, SEMANTIC_CANDIDATES, among=among))
+
+    lexical = await _lexical(session, query_terms, condition, include=list(semantic))
+    missing = [agent_id for agent_id in lexical if agent_id not in semantic]
+    if vector is not None and missing:
+        if discovery.mode is SemanticMode.PGVECTOR:
+            semantic.update(await _similarities_pgvector(session, vector, missing))
+        elif discovery.matrix is not None:
+            semantic.update(discovery.matrix.similarities(vector, missing))
+
+    candidates = list(dict.fromkeys([*semantic, *lexical]))
+    if not candidates:
+        return SearchResult([], semantic_on, discovery.mode.value if semantic_on else "lexical")
+    rows = await session.execute(
+        select(Agent, TrustScore, effective_category())
+        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+        .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
+        .where(Agent.id.in_(candidates), condition)
+    )
+    best_lexical = max(lexical.values(), default=0.0)
+    hits: list[Hit] = []
+    for agent, trust, category in rows:
+        tags = matched_tags(query, agent.capabilities) if use_lexical else []
+        fused = ranking.relevance(
+            semantic=semantic.get(agent.id, 0.0) if semantic_on else None,
+            lexical=lexical.get(agent.id, 0.0),
+            best_lexical=best_lexical,
+            tag_match=bool(tags),
+        )
+        if fused.relevance < ranking.MIN_RELEVANCE:
+            continue
+        hits.append(Hit(agent=agent, trust=trust, category=category, relevance=fused, matched=tags))
+
+    present = await online([hit.agent.id for hit in hits]) if online and hits else set()
+    if filters.available_now:
+        hits = [hit for hit in hits if hit.agent.id in present]
+    for hit in hits:
+        hit.online = hit.agent.id in present
+        hit.score = ranking.final_score(
+            hit.relevance.relevance, trust=hit.trust_value, online=hit.online
+        )
+    hits.sort(key=lambda hit: (-hit.score, -hit.relevance.relevance, str(hit.agent.id)))
+    hits = hits[:limit]
+    await _explain(session, hits, query_terms, vector)
+    return SearchResult(hits, semantic_on, discovery.mode.value if semantic_on else "lexical")
+
+
+async def _eligible_ids(session: AsyncSession, condition: ColumnElement[bool]) -> list[uuid.UUID]:
+    rows = await session.scalars(
+        select(Agent.id)
+        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+        .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
+        .where(condition)
+    )
+    return list(rows)
+
+
+async def _explain(
+    session: AsyncSession, hits: list[Hit], query_terms: Counter[str], vector: Vector | None
+) -> None:
+    """One line per hit: the tag named in the query, else the closest facet, else the words."""
+    if not hits:
+        return
+    facets: dict[uuid.UUID, tuple[list[str], bytes | None]] = {}
+    if vector is not None:
+        rows = await session.execute(
+            select(
+                AgentSearchDoc.agent_id, AgentSearchDoc.facets, AgentSearchDoc.facet_vectors
+            ).where(AgentSearchDoc.agent_id.in_([hit.agent.id for hit in hits]))
+        )
+        facets = {agent_id: (labels, raw) for agent_id, labels, raw in rows}
+    for hit in hits:
+        if hit.matched:
+            hit.why = f"capability '{hit.matched[0]}' named in the query"
+            continue
+        labels, raw = facets.get(hit.agent.id, ([], None))
+        if vector is not None and raw and labels:
+            similarities = from_bytes(raw, vector.size) @ vector
+            best = int(np.argmax(similarities))
+            if best < len(labels):
+                hit.why = f"close in meaning to '{labels[best]}'"
+                continue
+        shared = [
+            tag for tag in hit.agent.capabilities if set(terms(tag_words(tag))) & set(query_terms)
+        ]
+        if shared:
+            hit.why = f"capability '{shared[0]}' shares words with the query"
+            continue
+        words = [term for term in query_terms if term in set(terms(hit.agent.description))]
+        hit.why = (
+            f"description mentions {', '.join(repr(w) for w in words[:3])}"
+            if words
+            else "close in meaning to the agent's description"
+        )

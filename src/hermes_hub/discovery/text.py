@@ -1,0 +1,210 @@
+"""What an agent's search document says, and how text becomes lexical terms (pure).
+
+One document per agent: its name, description, capability tags (spelled as words) and the
+skills of its A2A agent card. The same text feeds the embedding; the lexical index keeps
+three weighted fields, so a capability tag typed exactly outweighs a word in a description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Field weights of the lexical index: a term in a capability tag counts three times, one in
+# the name twice, one in the description once.
+TAG_WEIGHT = 3.0
+NAME_WEIGHT = 2.0
+DESCRIPTION_WEIGHT = 1.0
+
+MAX_TERM_LENGTH = 48
+MAX_DOCUMENT_CHARS = 8000
+MAX_SKILLS = 50
+
+_STOPWORD_TEXT = """
+a about above after again against all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for
+from further had has have having he her here hers herself him himself his how i if in
+into is it its itself just me more most my myself no nor not now of off on once only or
+other our ours ourselves out over own same she should so some such than that the their
+theirs them themselves then there these they this those through to too under until up
+very was we were what when where which while who whom why will with would you your yours
+yourself yourselves need needs want wants help please someone something thing things get
+got find me us via using use uses able
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_TAG_SPLIT = re.compile(r"[._:/+\-\s]+")
+
+# Longest suffix first; each rule keeps a stem of at least three characters.
+_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("ational", "ate"),
+    ("ization", "ize"),
+    ("ations", "ate"),
+    ("ation", "ate"),
+    ("ments", ""),
+    ("ment", ""),
+    ("ings", ""),
+    ("ing", ""),
+    ("ies", "y"),
+    ("ers", ""),
+    ("ions", ""),
+    ("ion", ""),
+    ("ed", ""),
+    ("er", ""),
+    ("ly", ""),
+    ("es", ""),
+    ("s", ""),
+)
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper: enough to match plurals and verb forms, never aggressive."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            return word[: len(word) - len(suffix)] + replacement
+    return word
+
+
+def normalize(text: str) -> str:
+    """Case-folded, compatibility-normalised text with accents removed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(normalize(text))
+
+
+def terms(text: str) -> list[str]:
+    """Lexical terms of ``text``: words minus stopwords, stemmed, in order, with repeats."""
+    return [
+        stem(word)[:MAX_TERM_LENGTH]
+        for word in words(text)
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit())
+    ]
+
+
+def tag_words(tag: str) -> str:
+    """A capability tag as words: ``financial-analysis`` becomes ``financial analysis``."""
+    return " ".join(part for part in _TAG_SPLIT.split(tag) if part)
+
+
+def tag_phrase(tag: str) -> tuple[str, ...]:
+    """The tag's words, normalised, for exact-phrase matching against a query."""
+    return tuple(words(tag_words(tag)))
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    description: str
+    tags: tuple[str, ...]
+
+
+def card_skills(metadata: Mapping[str, Any] | None) -> list[Skill]:
+    """Skills of the A2A agent card kept in the agent's metadata under ``agent_card``.
+
+    Malformed entries are skipped rather than trusted: the card comes from the agent.
+    """
+    if not metadata:
+        return []
+    card = metadata.get("agent_card")
+    if not isinstance(card, Mapping):
+        return []
+    raw_skills = card.get("skills")
+    if not isinstance(raw_skills, list):
+        return []
+    skills: list[Skill] = []
+    for raw in raw_skills[:MAX_SKILLS]:
+        if not isinstance(raw, Mapping):
+            continue
+        name = raw.get("name")
+        description = raw.get("description")
+        tags = raw.get("tags")
+        skills.append(
+            Skill(
+                name=name if isinstance(name, str) else "",
+                description=description if isinstance(description, str) else "",
+                tags=tuple(tag for tag in tags if isinstance(tag, str))
+                if isinstance(tags, list)
+                else (),
+            )
+        )
+    return skills
+
+
+@dataclass(frozen=True)
+class SearchDocument:
+    """What the index holds about one agent's text."""
+
+    text: str  # embedded as is
+    weighted_terms: dict[str, float]  # term -> field-weighted frequency
+    length: float  # the sum of the weights: BM25's document length
+    tags: tuple[str, ...]  # capability tags and skill tags, lower case
+    skill_names: tuple[str, ...]
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def build_document(
+    *,
+    name: str,
+    description: str,
+    capabilities: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> SearchDocument:
+    skills = card_skills(metadata)
+    tags = list(dict.fromkeys(tag.lower() for tag in capabilities))
+    for skill in skills:
+        tags.extend(tag.lower() for tag in skill.tags if tag.lower() not in tags)
+    tag_text = ", ".join(tag_words(tag) for tag in tags)
+    skill_text = " ".join(
+        f"{skill.name}: {skill.description}".strip(": ") for skill in skills if skill.name
+    )
+    parts = [name.strip(), description.strip()]
+    if tag_text:
+        parts.append(f"Capabilities: {tag_text}.")
+    if skill_text:
+        parts.append(f"Skills: {skill_text}")
+    text = "\n".join(part for part in parts if part)[:MAX_DOCUMENT_CHARS]
+
+    weighted: Counter[str] = Counter()
+    _add(weighted, terms(name), NAME_WEIGHT)
+    _add(weighted, terms(f"{description} {skill_text}"), DESCRIPTION_WEIGHT)
+    _add(weighted, (term for tag in tags for term in terms(tag_words(tag))), TAG_WEIGHT)
+    return SearchDocument(
+        text=text,
+        weighted_terms=dict(weighted),
+        length=float(sum(weighted.values())),
+        tags=tuple(tags),
+        skill_names=tuple(skill.name for skill in skills if skill.name),
+    )
+
+
+def _add(counter: Counter[str], found: Iterable[str], weight: float) -> None:
+    for term in found:
+        counter[term] += weight
+
+
+def matched_tags(query: str, tags: Iterable[str]) -> list[str]:
+    """Tags written out in full in the query (as ``pdf-extraction`` or ``pdf extraction``)."""
+    query_words = words(query.replace("-", " ").replace("_", " "))
+    padded = f" {' '.join(query_words)} "
+    found = []
+    for tag in tags:
+        phrase = tag_phrase(tag)
+        if phrase and f" {' '.join(phrase)} " in padded:
+            found.append(tag)
+    return found
