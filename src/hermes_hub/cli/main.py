@@ -43,6 +43,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(admin.app, name="admin")
 app.add_typer(keys.app, name="keys")
 app.add_typer(agents.app, name="agents")
+# `hermes agent search ...` reads naturally; both names work.
+app.add_typer(agents.app, name="agent")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(trust.app, name="trust")

@@ -106,7 +106,8 @@ class Embedder:
         if cached is not None:
             self._queries.move_to_end(key)
             return cached
-        vector = (await asyncio.to_thread(self.encoder.encode, [query]))[0]
+        encoded: Vector = await asyncio.to_thread(self.encoder.encode, [query])
+        vector: Vector = encoded[0]
         vector.setflags(write=False)
         self._queries[key] = vector
         if len(self._queries) > QUERY_CACHE_SIZE:
@@ -207,7 +208,7 @@ class VectorMatrix:
             latest = self.revision
             batch: list[tuple[uuid.UUID, Vector]] = []
             for agent_id, raw, revision in rows:
-                vector = np.frombuffer(raw, dtype="<f4")
+                vector = np.frombuffer(raw or b"", dtype="<f4")
                 if vector.size == self.dimension:
                     batch.append((agent_id, vector))
                 latest = max(latest, revision)

@@ -26,7 +26,6 @@ from hermes_hub.discovery.schemas import (
     CataloguePage,
     CatalogueSort,
     CategoryOut,
-    CategorySlug,
     CompareRequest,
     CompareResponse,
     DiscoveredAgent,
@@ -43,7 +42,7 @@ from hermes_hub.events.errors import PresenceUnavailableError
 from hermes_hub.identity.deps import CurrentUser, OptionalPrincipal
 from hermes_hub.identity.errors import OrganizationNotFoundError
 from hermes_hub.identity.models import Organization
-from hermes_hub.identity.schemas import pricing_of
+from hermes_hub.identity.schemas import CategorySlug, pricing_of
 from hermes_hub.kit.pagination import Page
 from hermes_hub.trust.formula import grade_for
 

@@ -316,7 +316,7 @@ async def reindex(
         prepared = [(agent.id, await prepare(discovery, agent)) for agent in stale]
         if not prepared:
             continue
-        async with database.sessions() as session:
+        async with database.writer() as session:
             for agent_id, document in prepared:
                 agent = await session.get(Agent, agent_id)
                 if (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,7 +179,7 @@ def build_document(
         parts.append(f"Skills: {skill_text}")
     text = "\n".join(part for part in parts if part)[:MAX_DOCUMENT_CHARS]
 
-    weighted: Counter[str] = Counter()
+    weighted: dict[str, float] = {}
     _add(weighted, terms(name), NAME_WEIGHT)
     _add(weighted, terms(f"{description} {skill_text}"), DESCRIPTION_WEIGHT)
     _add(weighted, (term for tag in tags for term in terms(tag_words(tag))), TAG_WEIGHT)
@@ -193,9 +192,9 @@ def build_document(
     )
 
 
-def _add(counter: Counter[str], found: Iterable[str], weight: float) -> None:
+def _add(totals: dict[str, float], found: Iterable[str], weight: float) -> None:
     for term in found:
-        counter[term] += weight
+        totals[term] = totals.get(term, 0.0) + weight
 
 
 def matched_tags(query: str, tags: Iterable[str]) -> list[str]:

@@ -132,3 +132,24 @@ class HubClient:
             "GET", "/api/v1/wallet/transactions", params=params
         )
         return result
+
+    async def discover_agents(
+        self,
+        query: str,
+        *,
+        max_price: float | None = None,
+        min_reputation: float | None = None,
+        organization_id: str | None = None,
+        available_now: bool = False,
+        limit: int = 10,
+    ) -> dict[str, Any]:
+        """Agents for a sentence, best first (works without a token: public agents only)."""
+        body: dict[str, Any] = {"query": query, "available_now": available_now, "limit": limit}
+        if max_price is not None:
+            body["max_price"] = max_price
+        if min_reputation is not None:
+            body["min_reputation"] = min_reputation
+        if organization_id is not None:
+            body["organization_id"] = organization_id
+        result: dict[str, Any] = await self._request("POST", "/api/v1/agents/discover", json=body)
+        return result
