@@ -440,14 +440,21 @@ class Hit:
         return self.trust.trust if self.trust is not None else ranking_prior()
 
 
+@dataclass(frozen=True)
+class LexicalMatch:
+    bm25: float
+    coverage: float
+
+
 async def _lexical(
     session: AsyncSession,
     query_terms: Counter[str],
     condition: ColumnElement[bool],
     *,
     include: Sequence[uuid.UUID],
-) -> dict[uuid.UUID, float]:
-    """BM25 of the best ``LEXICAL_CANDIDATES`` matching agents, plus of those in ``include``."""
+) -> dict[uuid.UUID, LexicalMatch]:
+    """BM25 and coverage of the best ``LEXICAL_CANDIDATES`` matching agents, and of those in
+    ``include``."""
     if not query_terms:
         return {}
     stats = (
@@ -456,7 +463,7 @@ async def _lexical(
         )
     ).one()
     document_count, average_length = int(stats[0]), float(stats[1])
-    if document_count == 0:
+    if document_count == 0 or average_length <= 0:
         return {}
     frequencies = dict(
         (
@@ -467,15 +474,20 @@ async def _lexical(
             )
         ).all()
     )
+    # Unknown words count in the query's idf mass too: an agent matching one word of five
+    # covers little of the question.
+    query_idf = {
+        term: ranking.idf(document_count, int(frequencies.get(term, 0))) for term in query_terms
+    }
+    total_idf = sum(query_idf.values())
     weights = {
-        term: repeats * ranking.idf(document_count, frequencies[term])
+        term: repeats * query_idf[term]
         for term, repeats in query_terms.items()
         if term in frequencies
     }
-    if not weights:
+    if not weights or total_idf <= 0:
         return {}
     # BM25 with the per-term idf computed here and bound in: no logarithm needed in SQL.
-    term_weight = _case_of(AgentSearchTerm.term, weights)
     saturation = (
         AgentSearchTerm.weight
         * (ranking.BM25_K1 + 1)
@@ -485,11 +497,13 @@ async def _lexical(
             * (1 - ranking.BM25_B + ranking.BM25_B * AgentSearchDoc.length / average_length)
         )
     )
-    score = func.sum(term_weight * saturation).label("score")
+    score = func.sum(_case_of(AgentSearchTerm.term, weights) * saturation).label("score")
+    covered = func.sum(_case_of(AgentSearchTerm.term, query_idf)).label("covered")
     ranked = (
         select(
             AgentSearchTerm.agent_id.label("agent_id"),
             score,
+            covered,
             func.row_number().over(order_by=(score.desc(), AgentSearchTerm.agent_id)).label("rn"),
         )
         .join(AgentSearchDoc, AgentSearchDoc.agent_id == AgentSearchTerm.agent_id)
@@ -502,8 +516,13 @@ async def _lexical(
     keep = ranked.c.rn <= LEXICAL_CANDIDATES
     if include:
         keep = or_(keep, ranked.c.agent_id.in_(list(include)))
-    rows = await session.execute(select(ranked.c.agent_id, ranked.c.score).where(keep))
-    return {agent_id: float(value) for agent_id, value in rows}
+    rows = await session.execute(
+        select(ranked.c.agent_id, ranked.c.score, ranked.c.covered).where(keep)
+    )
+    return {
+        agent_id: LexicalMatch(float(value), min(1.0, float(part) / total_idf))
+        for agent_id, value, part in rows
+    }
 
 
 def _case_of(column: Any, values: dict[str, float]) -> Any:
@@ -608,14 +627,16 @@ async def search(
         .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
         .where(Agent.id.in_(candidates), condition)
     )
-    best_lexical = max(lexical.values(), default=0.0)
+    best_bm25 = max((match.bm25 for match in lexical.values()), default=0.0)
+    no_match = LexicalMatch(0.0, 0.0)
     hits: list[Hit] = []
     for agent, trust, category in rows:
         tags = matched_tags(query, agent.capabilities) if use_lexical else []
         fused = ranking.relevance(
             semantic=semantic.get(agent.id, 0.0) if semantic_on else None,
-            lexical=lexical.get(agent.id, 0.0),
-            best_lexical=best_lexical,
+            bm25_score=lexical.get(agent.id, no_match).bm25,
+            best_bm25=best_bm25,
+            coverage=lexical.get(agent.id, no_match).coverage,
             tag_match=bool(tags),
         )
         if fused.relevance < ranking.MIN_RELEVANCE:
