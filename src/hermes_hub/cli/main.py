@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from hermes_hub import __version__
-from hermes_hub.cli import admin, agents, db, keys, ledger, trust, wallet
+from hermes_hub.cli import admin, agents, db, discovery, keys, ledger, trust, wallet
 from hermes_hub.cli.common import database_url, load_settings
 from hermes_hub.cli.output import CliError, JsonOption, emit, error_console
 from hermes_hub.config import (
@@ -48,6 +48,7 @@ app.add_typer(agents.app, name="agent")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(trust.app, name="trust")
+app.add_typer(discovery.app, name="discovery")
 
 
 def _describe_database(url: str) -> str:
