@@ -3,6 +3,7 @@ comparison and favourites. Reads only, apart from favourites."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +58,8 @@ Online = Callable[[Sequence[uuid.UUID]], Awaitable[set[uuid.UUID]]]
 # happen within them.
 MAX_QUERY_MATCHES = 200
 RECENT_REVIEWS = 5
+# A forged cursor may say anything; past the matches a page is just empty.
+MAX_CURSOR_OFFSET = 1_000_000
 LATENCY_SAMPLE = 1000
 TRENDING_DAYS = 7
 # Price sort puts agents without a list price last.
@@ -73,7 +76,7 @@ def clean_query(q: str | None) -> str | None:
     if q is None:
         return None
     try:
-        cleaned = clean_text(q)
+        cleaned = clean_text(q, allow_joiner=True)
     except ValueError as exc:
         raise BadQueryError(f"q {exc}.") from exc
     return cleaned or None
@@ -202,7 +205,12 @@ def _keyset(position: dict[str, Any]) -> tuple[float | int, uuid.UUID]:
         after = uuid.UUID(str(position.get("id")))
     except ValueError as exc:
         raise HubError("The cursor is malformed.", status=422, code="invalid_cursor") from exc
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or abs(value) > _NO_PRICE
+    ):
         raise HubError("The cursor is malformed.", status=422, code="invalid_cursor")
     return value, after
 
@@ -223,7 +231,11 @@ async def search_page(
     offset = 0
     if position is not None:
         offset = position.get("offset", -1)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if (
+            isinstance(offset, bool)
+            or not isinstance(offset, int)
+            or not 0 <= offset <= MAX_CURSOR_OFFSET
+        ):
             raise HubError("The cursor is malformed.", status=422, code="invalid_cursor")
     result = await search(
         session,

@@ -25,7 +25,7 @@ if set(CategorySlug.__args__) != set(CATEGORY_SLUGS):  # type: ignore[attr-defin
 
 
 def _query_text(value: str) -> str:
-    cleaned = clean_text(value)
+    cleaned = clean_text(value, allow_joiner=True)
     if not cleaned:
         raise ValueError("must contain some text")
     return cleaned

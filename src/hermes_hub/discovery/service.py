@@ -596,42 +596,54 @@ async def search(
     condition = filter_condition(session, viewer, filters)
     embedder = discovery.embedder if use_semantic and discovery.semantic else None
     semantic_on = embedder is not None
-    vector: Vector | None = None
-    semantic: dict[uuid.UUID, float] = {}
-    if embedder is not None:
-        vector = await embedder.query(query)
-        if discovery.mode is SemanticMode.PGVECTOR:
-            semantic = await _semantic_pgvector(session, vector, condition, SEMANTIC_CANDIDATES)
-        elif discovery.matrix is not None:
-            await discovery.matrix.refresh(session)
-            among = None
-            if filters.organization_id is not None or filters.capability or filters.category:
-                # Narrow filters: rank exactly within the agents they leave.
-                among = await _eligible_ids(session, condition)
-            semantic = dict(discovery.matrix.top(vector, SEMANTIC_CANDIDATES, among=among))
+    mode = discovery.mode.value if semantic_on else "lexical"
+    vector = await embedder.query(query) if embedder is not None else None
+    among: list[uuid.UUID] | None = None
+    if discovery.mode is SemanticMode.IN_PROCESS and (
+        filters.organization_id is not None or filters.capability or filters.category
+    ):
+        # Narrow filters: rank exactly within the agents they leave.
+        among = await _eligible_ids(session, condition)
+    while True:
+        semantic = await _semantic(session, discovery, vector, condition, among)
+        nearest = set(semantic)
+        lexical = await _lexical(session, query_terms, condition, include=list(semantic))
+        missing = [agent_id for agent_id in lexical if agent_id not in semantic]
+        if vector is not None and missing:
+            if discovery.mode is SemanticMode.PGVECTOR:
+                semantic.update(await _similarities_pgvector(session, vector, missing))
+            elif discovery.matrix is not None:
+                semantic.update(discovery.matrix.similarities(vector, missing))
+        candidates = list(dict.fromkeys([*semantic, *lexical]))
+        if not candidates:
+            return SearchResult([], semantic_on, mode)
+        rows = (
+            await session.execute(
+                select(Agent, TrustScore, effective_category())
+                .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+                .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
+                .where(Agent.id.in_(candidates), condition)
+            )
+        ).all()
+        # The in-process matrix ranks every agent, the viewer's filters apply afterwards:
+        # if hidden or filtered agents crowded the nearest ones out, rank again among the
+        # eligible agents only (pgvector filters inside the index scan).
+        kept_nearest = sum(1 for agent, _, _ in rows if agent.id in nearest)
+        if (
+            among is None
+            and discovery.mode is SemanticMode.IN_PROCESS
+            and len(nearest) >= SEMANTIC_CANDIDATES
+            and kept_nearest < limit
+        ):
+            among = await _eligible_ids(session, condition)
+            continue
+        break
 
-    lexical = await _lexical(session, query_terms, condition, include=list(semantic))
-    missing = [agent_id for agent_id in lexical if agent_id not in semantic]
-    if vector is not None and missing:
-        if discovery.mode is SemanticMode.PGVECTOR:
-            semantic.update(await _similarities_pgvector(session, vector, missing))
-        elif discovery.matrix is not None:
-            semantic.update(discovery.matrix.similarities(vector, missing))
-
-    candidates = list(dict.fromkeys([*semantic, *lexical]))
-    if not candidates:
-        return SearchResult([], semantic_on, discovery.mode.value if semantic_on else "lexical")
-    rows = await session.execute(
-        select(Agent, TrustScore, effective_category())
-        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
-        .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
-        .where(Agent.id.in_(candidates), condition)
-    )
     best_bm25 = max((match.bm25 for match in lexical.values()), default=0.0)
     no_match = LexicalMatch(0.0, 0.0)
     hits: list[Hit] = []
     for agent, trust, category in rows:
-        tags = matched_tags(query, agent.capabilities) if use_lexical else []
+        tags = matched_tags(query, _all_tags(agent)) if use_lexical else []
         fused = ranking.relevance(
             semantic=semantic.get(agent.id, 0.0) if semantic_on else None,
             bm25_score=lexical.get(agent.id, no_match).bm25,
@@ -654,7 +666,33 @@ async def search(
     hits.sort(key=lambda hit: (-hit.score, -hit.relevance.relevance, str(hit.agent.id)))
     hits = hits[:limit]
     await _explain(session, hits, query_terms, vector)
-    return SearchResult(hits, semantic_on, discovery.mode.value if semantic_on else "lexical")
+    return SearchResult(hits, semantic_on, mode)
+
+
+def _all_tags(agent: Agent) -> list[str]:
+    """Capability tags and the agent card's skill tags, as the index weighs them."""
+    tags = list(agent.capabilities)
+    for skill in card_skills(agent.agent_metadata):
+        tags.extend(skill.tags)
+    return tags
+
+
+async def _semantic(
+    session: AsyncSession,
+    discovery: Discovery,
+    vector: Vector | None,
+    condition: ColumnElement[bool],
+    among: list[uuid.UUID] | None,
+) -> dict[uuid.UUID, float]:
+    """The agents nearest in meaning, with their cosine similarity."""
+    if vector is None:
+        return {}
+    if discovery.mode is SemanticMode.PGVECTOR:
+        return await _semantic_pgvector(session, vector, condition, SEMANTIC_CANDIDATES)
+    if discovery.matrix is None:
+        return {}
+    await discovery.matrix.refresh(session)
+    return dict(discovery.matrix.top(vector, SEMANTIC_CANDIDATES, among=among))
 
 
 async def _eligible_ids(session: AsyncSession, condition: ColumnElement[bool]) -> list[uuid.UUID]:

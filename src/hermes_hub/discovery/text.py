@@ -63,15 +63,23 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
 
 
 def stem(word: str) -> str:
-    """A light suffix stripper: enough to match plurals and verb forms, never aggressive."""
+    """A light suffix stripper: enough to match plurals and verb forms, never aggressive.
+
+    A final "e" is dropped after stripping, so invoice/invoices, create/created and
+    coordinate/coordinating/coordination meet on one stem.
+    """
     if len(word) <= 3 or word.isdigit():
         return word
+    stemmed = word
     for suffix, replacement in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             if suffix == "s" and word.endswith(("ss", "us", "is")):
-                return word
-            return word[: len(word) - len(suffix)] + replacement
-    return word
+                break
+            stemmed = word[: len(word) - len(suffix)] + replacement
+            break
+    if stemmed.endswith("e") and len(stemmed) > 3:
+        stemmed = stemmed[:-1]
+    return stemmed
 
 
 def normalize(text: str) -> str:
@@ -146,7 +154,8 @@ def card_skills(metadata: Mapping[str, Any] | None) -> list[Skill]:
 class SearchDocument:
     """What the index holds about one agent's text."""
 
-    text: str  # embedded as is
+    text: str  # embedded as is (cut at MAX_DOCUMENT_CHARS)
+    full_text_hash: str  # of the text before the cut: any edit changes it
     weighted_terms: dict[str, float]  # term -> field-weighted frequency
     length: float  # the sum of the weights: BM25's document length
     tags: tuple[str, ...]  # capability tags and skill tags, lower case
@@ -154,7 +163,7 @@ class SearchDocument:
 
     @property
     def content_hash(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return self.full_text_hash
 
 
 def build_document(
@@ -177,14 +186,15 @@ def build_document(
         parts.append(f"Capabilities: {tag_text}.")
     if skill_text:
         parts.append(f"Skills: {skill_text}")
-    text = "\n".join(part for part in parts if part)[:MAX_DOCUMENT_CHARS]
+    full_text = "\n".join(part for part in parts if part)
 
     weighted: dict[str, float] = {}
     _add(weighted, terms(name), NAME_WEIGHT)
     _add(weighted, terms(f"{description} {skill_text}"), DESCRIPTION_WEIGHT)
     _add(weighted, (term for tag in tags for term in terms(tag_words(tag))), TAG_WEIGHT)
     return SearchDocument(
-        text=text,
+        text=full_text[:MAX_DOCUMENT_CHARS],
+        full_text_hash=hashlib.sha256(full_text.encode("utf-8")).hexdigest(),
         weighted_terms=dict(weighted),
         length=float(sum(weighted.values())),
         tags=tuple(tags),

@@ -5,7 +5,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hermes_hub.db.base import Base, UUIDPrimaryKey
@@ -80,7 +89,7 @@ class Agent(UUIDPrimaryKey, Base):
     endpoint_url: Mapped[str | None] = mapped_column(String(2048))
     # "metadata" is reserved on declarative classes, hence the attribute name.
     agent_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    base_price_units: Mapped[int | None] = mapped_column(Integer)
+    base_price_units: Mapped[int | None] = mapped_column(BigInteger)
     price_currency: Mapped[str] = mapped_column(String(8), default=DEFAULT_CURRENCY)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)

@@ -123,6 +123,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.add_column(sa.Column("category", sa.String(length=32), nullable=True))
+        # Prices up to the API's ceiling (1e9 credits = 1e11 units) overflowed INTEGER.
+        batch_op.alter_column("base_price_units", existing_type=sa.Integer(), type_=sa.BigInteger())
 
     op.execute(sa.text("INSERT INTO discovery_state (id, revision) VALUES (1, 0)"))
     if op.get_bind().dialect.name == "postgresql":
@@ -131,6 +133,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("agents", schema=None) as batch_op:
+        batch_op.alter_column("base_price_units", existing_type=sa.BigInteger(), type_=sa.Integer())
         batch_op.drop_column("category")
 
     with op.batch_alter_table("user_favorites", schema=None) as batch_op:
