@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -76,8 +77,11 @@ logger = structlog.get_logger(__name__)
 # Which of some agents are online now (``events.presence.Presence.online``).
 OnlineLookup = Callable[[Sequence[uuid.UUID]], Awaitable[set[uuid.UUID]]]
 
-SEMANTIC_CANDIDATES = 200
-LEXICAL_CANDIDATES = 200
+# Candidates from each side: five per wanted result, at least 50, at most 200.
+CANDIDATES_PER_RESULT = 5
+MIN_CANDIDATES = 50
+MAX_CANDIDATES = 200
+STATS_SECONDS = 5.0
 MAX_FACETS = 12
 PGVECTOR_DIMENSION = 384
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -93,6 +97,7 @@ class Discovery:
         self.mode = SemanticMode.OFF
         self.reason = "not started"
         self.matrix: VectorMatrix | None = None
+        self._stats: tuple[float, int, float] | None = None
 
     async def start(self) -> None:
         encoder, reason = await asyncio.to_thread(
@@ -120,6 +125,19 @@ class Discovery:
                     if dialect_name(session) == "postgresql"
                     else ""
                 )
+
+    async def corpus_stats(self, session: AsyncSession) -> tuple[int, float]:
+        """How many documents and their mean length, for BM25. Kept a few seconds: both
+        move slowly, and counting every document on every query is the costliest part."""
+        now = time.monotonic()
+        if self._stats is None or now - self._stats[0] > STATS_SECONDS:
+            row = (
+                await session.execute(
+                    select(func.count(), func.coalesce(func.avg(AgentSearchDoc.length), 0.0))
+                )
+            ).one()
+            self._stats = (now, int(row[0]), float(row[1]))
+        return self._stats[1], self._stats[2]
 
     def status(self) -> SemanticStatus:
         return SemanticStatus(
@@ -448,21 +466,18 @@ class LexicalMatch:
 
 async def _lexical(
     session: AsyncSession,
+    discovery: Discovery,
     query_terms: Counter[str],
     condition: ColumnElement[bool],
     *,
     include: Sequence[uuid.UUID],
+    candidates: int,
 ) -> dict[uuid.UUID, LexicalMatch]:
-    """BM25 and coverage of the best ``LEXICAL_CANDIDATES`` matching agents, and of those in
+    """BM25 and coverage of the best ``candidates`` matching agents, and of those in
     ``include``."""
     if not query_terms:
         return {}
-    stats = (
-        await session.execute(
-            select(func.count(), func.coalesce(func.avg(AgentSearchDoc.length), 0.0))
-        )
-    ).one()
-    document_count, average_length = int(stats[0]), float(stats[1])
+    document_count, average_length = await discovery.corpus_stats(session)
     if document_count == 0 or average_length <= 0:
         return {}
     frequencies = dict(
@@ -513,7 +528,7 @@ async def _lexical(
         .group_by(AgentSearchTerm.agent_id)
         .subquery()
     )
-    keep = ranked.c.rn <= LEXICAL_CANDIDATES
+    keep = ranked.c.rn <= candidates
     if include:
         keep = or_(keep, ranked.c.agent_id.in_(list(include)))
     rows = await session.execute(
@@ -597,6 +612,7 @@ async def search(
     embedder = discovery.embedder if use_semantic and discovery.semantic else None
     semantic_on = embedder is not None
     mode = discovery.mode.value if semantic_on else "lexical"
+    breadth = min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * limit))
     vector = await embedder.query(query) if embedder is not None else None
     among: list[uuid.UUID] | None = None
     if discovery.mode is SemanticMode.IN_PROCESS and (
@@ -605,9 +621,16 @@ async def search(
         # Narrow filters: rank exactly within the agents they leave.
         among = await _eligible_ids(session, condition)
     while True:
-        semantic = await _semantic(session, discovery, vector, condition, among)
+        semantic = await _semantic(session, discovery, vector, condition, among, breadth)
         nearest = set(semantic)
-        lexical = await _lexical(session, query_terms, condition, include=list(semantic))
+        lexical = await _lexical(
+            session,
+            discovery,
+            query_terms,
+            condition,
+            include=list(semantic),
+            candidates=breadth,
+        )
         missing = [agent_id for agent_id in lexical if agent_id not in semantic]
         if vector is not None and missing:
             if discovery.mode is SemanticMode.PGVECTOR:
@@ -632,7 +655,7 @@ async def search(
         if (
             among is None
             and discovery.mode is SemanticMode.IN_PROCESS
-            and len(nearest) >= SEMANTIC_CANDIDATES
+            and len(nearest) >= breadth
             and kept_nearest < limit
         ):
             among = await _eligible_ids(session, condition)
@@ -683,16 +706,17 @@ async def _semantic(
     vector: Vector | None,
     condition: ColumnElement[bool],
     among: list[uuid.UUID] | None,
+    candidates: int,
 ) -> dict[uuid.UUID, float]:
     """The agents nearest in meaning, with their cosine similarity."""
     if vector is None:
         return {}
     if discovery.mode is SemanticMode.PGVECTOR:
-        return await _semantic_pgvector(session, vector, condition, SEMANTIC_CANDIDATES)
+        return await _semantic_pgvector(session, vector, condition, candidates)
     if discovery.matrix is None:
         return {}
     await discovery.matrix.refresh(session)
-    return dict(discovery.matrix.top(vector, SEMANTIC_CANDIDATES, among=among))
+    return dict(discovery.matrix.top(vector, candidates, among=among))
 
 
 async def _eligible_ids(session: AsyncSession, condition: ColumnElement[bool]) -> list[uuid.UUID]:
