@@ -22,7 +22,7 @@ from hermes_hub.discovery.models import (
     AgentSearchTerm,
     DiscoveryState,
 )
-from hermes_hub.discovery.service import SEMANTIC_CANDIDATES, reindex
+from hermes_hub.discovery.service import MAX_CANDIDATES, reindex
 from hermes_hub.identity.models import Agent
 from hermes_hub.trust.formula import PRIOR
 from hermes_hub.trust.models import TrustScore
@@ -190,7 +190,7 @@ async def test_a_visible_agent_is_found_behind_many_closer_hidden_ones(
                 public_key=base64.b64encode(os.urandom(32)).decode(),
                 is_public=False,
             )
-            for index in range(SEMANTIC_CANDIDATES)
+            for index in range(MAX_CANDIDATES)
         ]
         session.add_all(hidden)
         await session.flush()
