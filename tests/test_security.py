@@ -9,6 +9,15 @@ PUBLIC_ROUTES = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    # The public catalogue: anonymous visitors see public agents, rate limited per IP (see
+    # tests/discovery).
+    ("POST", "/api/v1/agents/discover"),
+    ("GET", "/api/v1/marketplace/agents"),
+    ("GET", "/api/v1/marketplace/agents/{agent_id}"),
+    ("GET", "/api/v1/marketplace/agents/{agent_id}/reviews"),
+    ("GET", "/api/v1/marketplace/categories"),
+    ("GET", "/api/v1/marketplace/featured"),
+    ("POST", "/api/v1/compare"),
     # Authenticated by the provider's signature instead (see tests/ledger/test_payments.py).
     ("POST", "/api/v1/payments/webhook/{provider_name}"),
 }
