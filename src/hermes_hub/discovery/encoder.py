@@ -197,6 +197,12 @@ class SentenceEncoder:
         _check_pooling(model_dir)
         tokenizer = _read_tokenizer(model_dir / "tokenizer.json", max_tokens)
         weights = _read_weights(model_dir / "model.safetensors", config)
+        vocabulary = tokenizer.get_vocab_size(with_added_tokens=True)
+        if vocabulary > weights.word_embeddings.shape[0]:
+            raise ModelUnavailableError(
+                f"{model_dir}: the tokenizer has {vocabulary} tokens but the model embeds only "
+                f"{weights.word_embeddings.shape[0]}"
+            )
         return cls(tokenizer=tokenizer, config=config, weights=weights, max_tokens=max_tokens)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> Float32Array:
@@ -375,6 +381,8 @@ def _erf_block(
 
 
 def _erf_inplace(flat: Float32Array) -> None:
+    if flat.size == 0:
+        return
     block = min(_GELU_BLOCK, flat.size)
     scratch = np.empty((3, block), dtype=np.float32)
     for start in range(0, flat.size, block):
@@ -386,6 +394,8 @@ def _erf_inplace(flat: Float32Array) -> None:
 
 
 def _gelu_inplace(flat: Float32Array) -> None:
+    if flat.size == 0:
+        return
     block = min(_GELU_BLOCK, flat.size)
     scratch = np.empty((4, block), dtype=np.float32)
     for start in range(0, flat.size, block):
@@ -518,6 +528,8 @@ def _read_weights(path: Path, config: _BertConfig) -> _Weights:
         for suffix, shape in per_layer.items():
             expected[f"encoder.layer.{index}.{suffix}"] = shape
     tensors = _read_safetensors(path, expected)
+    if tensors["embeddings.token_type_embeddings.weight"].shape[0] == 0:
+        raise ModelUnavailableError(f"{path}: the model has no token type embedding")
 
     head_scale = np.float32(1.0 / math.sqrt(hidden // config.num_heads))
     layers = []
