@@ -42,6 +42,17 @@ import numpy as np
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Taken before hermes_hub is imported: it sets these variables to 1 when they are unset,
+# which would make a later `import torch` start with one thread. numpy, imported above,
+# has already sized its BLAS thread pool from the environment as it was.
+THREAD_ENVIRONMENT = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+try:
+    import torch as _torch
+except ImportError:
+    TORCH_DEFAULT_THREADS: int | None = None
+else:
+    TORCH_DEFAULT_THREADS = _torch.get_num_threads()
 
 from hermes_hub.discovery.encoder import (  # noqa: E402
     MODEL_PACKAGE,
@@ -55,7 +66,6 @@ TOP_K = 10
 # A 10-word query, the typical size of what people type into the discovery box.
 SHORT_QUERY = "an agent that books cheap flights to Lisbon in May"
 BATCH_SIZE = 32  # both runtimes' default
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # ------------------------------------------------------------------ built-in corpus
 
@@ -631,6 +641,15 @@ def time_runtime(
 # ---------------------------------------------------------------------------- reference
 
 
+def _numpy_blas_threads() -> int | None:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[bool]:
     """Limit numpy's BLAS to one thread while inside, if threadpoolctl is installed."""
@@ -722,6 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["timing_numpy"] = time_runtime(
         lambda texts: encoder.encode(texts, batch_size=BATCH_SIZE), batch, repeats=args.repeats
     )
+    result["timing_numpy"]["blas_threads"] = _numpy_blas_threads()
     with _one_blas_thread() as limited:
         if limited:
             result["timing_numpy_one_blas_thread"] = time_runtime(
@@ -736,6 +756,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reference unavailable: {missing}")
     else:
         import torch
+
+        if TORCH_DEFAULT_THREADS is not None:
+            torch.set_num_threads(TORCH_DEFAULT_THREADS)
 
         def reference_encode(texts: Sequence[str]) -> np.ndarray:
             vectors = reference.encode(
@@ -758,6 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         result["parity"] = compare(ours, ref)
         result["timing_reference"] = time_runtime(reference_encode, batch, repeats=args.repeats)
+        result["timing_reference"]["threads"] = torch.get_num_threads()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -770,8 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median wall time; single query: {SHORT_QUERY!r}; batch: the first {len(batch)} agent "
         f"documents, batch_size {BATCH_SIZE}; numpy first, then the reference, in one process; "
         "*_one_*thread: numpy's BLAS limited by threadpoolctl, torch by set_num_threads(1); "
-        "BLAS/OpenMP thread settings from the environment: "
-        + json.dumps({name: os.environ.get(name) for name in _THREAD_VARIABLES})
+        "BLAS/OpenMP thread settings from the environment: " + json.dumps(THREAD_ENVIRONMENT)
     )
     with contextlib.suppress(OSError):
         result["machine"]["loadavg_at_end"] = [round(value, 2) for value in os.getloadavg()]
