@@ -98,6 +98,7 @@ IDLE_WINDOW_S = 1.0
 # hermes_hub sets OPENBLAS_NUM_THREADS=1 unless the environment says otherwise; OpenBLAS's own
 # default is one thread per core. The variant runs show what that setting is worth.
 BLAS_PER_CORE = {"OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)}
+BATCHED_QUERIES = 20  # queries encoded together: what batching concurrent requests would cost
 EMBED_ALONE_COMMAND = "embed-alone"  # the helper process timing the encoder
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # Candidates a search asks the in-process index for (timed at each size in the memory phase).
@@ -848,9 +849,19 @@ def time_query_embedding(dataset: Path, samples: int, seed: int) -> dict[str, An
         encoder.encode([query])
         timings.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_before)
+    batched = []
+    for _ in range(max(1, samples // BATCHED_QUERIES)):
+        batch = [next(queries) for _ in range(BATCHED_QUERIES)]
+        started = time.perf_counter()
+        encoder.encode(batch)
+        batched.append((time.perf_counter() - started) / BATCHED_QUERIES)
     return dist_ms(timings) | {
         "cpu_ms_mean": round(1000 * statistics.fmean(cpu), 3),
-        "what": "encoder.encode([query]) of distinct load queries",
+        f"batched_{BATCHED_QUERIES}_ms_per_query_median": round(
+            1000 * statistics.median(batched), 3
+        ),
+        "what": "encoder.encode([query]) of distinct load queries; batched: encode() of "
+        f"{BATCHED_QUERIES} distinct queries at once, divided by {BATCHED_QUERIES}",
     }
 
 
