@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hermes_hub.db.session import DbSession
+from hermes_hub.db.session import DbSession, ReadSession
 from hermes_hub.discovery import catalogue
 from hermes_hub.discovery.categories import CATEGORIES
 from hermes_hub.discovery.schemas import (
@@ -95,7 +95,11 @@ async def _check_organization(session: AsyncSession, organization_id: uuid.UUID 
     ),
 )
 async def discover_agents(
-    body: DiscoverRequest, viewer: OptionalPrincipal, session: DbSession, request: Request
+    # Only reads: a read session keeps searches out of SQLite's one-writer queue.
+    body: DiscoverRequest,
+    viewer: OptionalPrincipal,
+    session: ReadSession,
+    request: Request,
 ) -> DiscoverResponse:
     await _check_organization(session, body.organization_id)
     result = await search(
@@ -310,7 +314,7 @@ async def list_featured(
 
 @compare_router.post("/compare", response_model=CompareResponse, operation_id="compare_agents")
 async def compare_agents(
-    body: CompareRequest, viewer: OptionalPrincipal, session: DbSession, request: Request
+    body: CompareRequest, viewer: OptionalPrincipal, session: ReadSession, request: Request
 ) -> CompareResponse:
     """Two to ten agents side by side: price, trust and its components, success rate,
     latency, punctuality and ratings. An agent the caller may not see is 404."""
