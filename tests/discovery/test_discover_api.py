@@ -521,7 +521,10 @@ async def test_an_emoji_sequence_with_a_zero_width_joiner_is_a_query(
     client: httpx.AsyncClient,
 ) -> None:
     owner = await register(client)
-    await discover(client, "\U0001f469\u200d\U0001f4bb developer", owner.headers)
+    query = "\U0001f469\u200d\U0001f4bb developer"
+    body = await discover(client, query, owner.headers)
+    assert body["query"] == query
+    assert isinstance(body["results"], list)
 
 
 async def test_limit_is_lowered_to_fifty(client: httpx.AsyncClient) -> None:

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hermes_hub.cli.common import call_hub
 from hermes_hub.cli.output import CliError, JsonOption, emit
-from hermes_hub.sdk import HubApiError, HubClient, load_private_key
+from hermes_hub.sdk import HubClient, load_private_key
 from hermes_hub.sdk.keys import KeyFileError
 
 app = typer.Typer(help="Agents, through the hub's HTTP API.", no_args_is_help=True)
@@ -54,12 +53,7 @@ def enroll(
                 organization_id=organization_id,
             )
 
-    try:
-        result = asyncio.run(run())
-    except HubApiError as exc:
-        raise CliError(f"the hub refused: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the hub at {hub}: {exc}") from exc
+    result = call_hub(run, hub)
     emit(
         result,
         as_json=as_json,
@@ -107,12 +101,7 @@ def search(
                 limit=limit,
             )
 
-    try:
-        result = asyncio.run(run())
-    except HubApiError as exc:
-        raise CliError(f"the hub refused: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the hub at {hub}: {exc}") from exc
+    result = call_hub(run, hub)
     if as_json:
         emit(result, as_json=True, human="")
         return

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
+import httpx
 from pydantic import ValidationError
 
 from hermes_hub.cli.output import CliError
 from hermes_hub.config import Settings
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.errors import HubError
+from hermes_hub.sdk import HubApiError
 
 T = TypeVar("T")
 
@@ -47,3 +49,13 @@ def run_with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except HubError as exc:
         raise CliError(exc.detail) from exc
+
+
+def call_hub(run: Callable[[], Coroutine[Any, Any, T]], hub: str) -> T:
+    """Run an API call; a refusal or an unreachable hub becomes the CLI's one-line error."""
+    try:
+        return asyncio.run(run())
+    except HubApiError as exc:
+        raise CliError(f"the hub refused: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the hub at {hub}: {exc}") from exc

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpx
 import typer
 
-from hermes_hub.cli.output import CliError, JsonOption, emit
-from hermes_hub.sdk import HubApiError, HubClient
+from hermes_hub.cli.common import call_hub
+from hermes_hub.cli.output import JsonOption, emit
+from hermes_hub.sdk import HubClient
 
 app = typer.Typer(help="Your wallet, through the hub's HTTP API.", no_args_is_help=True)
 
@@ -33,12 +32,7 @@ def balance(
         async with HubClient(hub, token=token) as client:
             return await client.get_wallet()
 
-    try:
-        result = asyncio.run(run())
-    except HubApiError as exc:
-        raise CliError(f"the hub refused: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the hub at {hub}: {exc}") from exc
+    result = call_hub(run, hub)
     emit(
         result,
         as_json=as_json,

@@ -64,7 +64,6 @@ LATENCY_SAMPLE = 1000
 TRENDING_DAYS = 7
 # Price sort puts agents without a list price last.
 _NO_PRICE = 2**62
-BADGE_DESCRIPTIONS = {rule.name: rule.description for rule in formula.BADGE_RULES}
 
 
 class BadQueryError(HubError):
@@ -94,13 +93,7 @@ def price_units_of(max_price: float | None) -> int | None:
 
 
 def _success_rate(score: TrustScore | None) -> float | None:
-    if score is None or not score.breakdown:
-        return None
-    for component in score.breakdown.get("components", []):
-        if component.get("name") == "success_rate":
-            value = component.get("value")
-            return float(value) if value is not None else None
-    return None
+    return formula.success_rate_of(score.breakdown) if score is not None else None
 
 
 async def catalogue_items(
@@ -407,7 +400,7 @@ async def profile(
         badges=[
             BadgeSummary(
                 badge=badge.badge,
-                description=BADGE_DESCRIPTIONS.get(badge.badge, ""),
+                description=formula.BADGE_DESCRIPTIONS.get(badge.badge, ""),
                 earned_at=badge.earned_at,
             )
             for badge in badges

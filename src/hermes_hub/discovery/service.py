@@ -61,8 +61,9 @@ from hermes_hub.discovery.text import (
     SearchDocument,
     build_document,
     card_skills,
-    matched_tags,
+    query_phrase,
     tag_words,
+    tags_in,
     terms,
 )
 from hermes_hub.identity.models import Agent, AgentStatus, OrgMembership
@@ -201,8 +202,10 @@ def _document_of(agent: Agent) -> SearchDocument:
     )
 
 
-async def prepare(discovery: Discovery, agent: Agent) -> PreparedDocument:
-    document = _document_of(agent)
+async def prepare(
+    discovery: Discovery, agent: Agent, document: SearchDocument | None = None
+) -> PreparedDocument:
+    document = document or _document_of(agent)
     facets = _facets(agent, document)
     if discovery.embedder is None:
         return PreparedDocument(
@@ -237,14 +240,15 @@ async def index_agent(
     model did), so edits to price or visibility cost one lookup.
     """
     existing = await session.get(AgentSearchDoc, agent.id)
+    document = _document_of(agent)
     if (
         not force
         and existing is not None
-        and existing.content_hash == _document_of(agent).content_hash
+        and existing.content_hash == document.content_hash
         and existing.model == _model_name(discovery)
     ):
         return False
-    await store(session, discovery, agent.id, await prepare(discovery, agent), existing)
+    await store(session, discovery, agent.id, await prepare(discovery, agent, document), existing)
     return True
 
 
@@ -326,12 +330,12 @@ async def reindex(
         if not rows:
             return written
         last = rows[-1][0].id
-        stale = [
-            agent
-            for agent, content_hash, indexed_model in rows
-            if force or content_hash != _document_of(agent).content_hash or indexed_model != model
+        documents = [(agent, _document_of(agent), hash_, model_) for agent, hash_, model_ in rows]
+        prepared = [
+            (agent.id, await prepare(discovery, agent, document))
+            for agent, document, content_hash, indexed_model in documents
+            if force or content_hash != document.content_hash or indexed_model != model
         ]
-        prepared = [(agent.id, await prepare(discovery, agent)) for agent in stale]
         if not prepared:
             continue
         async with database.writer() as session:
@@ -424,9 +428,7 @@ def filter_condition(
             or_(Agent.base_price_units.is_(None), Agent.base_price_units <= filters.max_price_units)
         )
     if filters.min_reputation is not None:
-        conditions.append(
-            func.coalesce(TrustScore.trust, ranking_prior()) >= filters.min_reputation
-        )
+        conditions.append(func.coalesce(TrustScore.trust, PRIOR) >= filters.min_reputation)
     if filters.organization_id is not None:
         conditions.append(Agent.organization_id == filters.organization_id)
     if filters.capability is not None:
@@ -436,10 +438,6 @@ def filter_condition(
     if filters.category is not None:
         conditions.append(effective_category() == filters.category)
     return and_(*conditions)
-
-
-def ranking_prior() -> float:
-    return PRIOR
 
 
 @dataclass
@@ -455,7 +453,7 @@ class Hit:
 
     @property
     def trust_value(self) -> float:
-        return self.trust.trust if self.trust is not None else ranking_prior()
+        return self.trust.trust if self.trust is not None else PRIOR
 
 
 @dataclass(frozen=True)
@@ -662,11 +660,12 @@ async def search(
             continue
         break
 
+    phrase = query_phrase(query)
     best_bm25 = max((match.bm25 for match in lexical.values()), default=0.0)
     no_match = LexicalMatch(0.0, 0.0)
     hits: list[Hit] = []
     for agent, trust, category in rows:
-        tags = matched_tags(query, _all_tags(agent)) if use_lexical else []
+        tags = tags_in(phrase, _all_tags(agent)) if use_lexical else []
         fused = ranking.relevance(
             semantic=semantic.get(agent.id, 0.0) if semantic_on else None,
             bm25_score=lexical.get(agent.id, no_match).bm25,

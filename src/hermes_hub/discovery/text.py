@@ -7,6 +7,7 @@ three weighted fields, so a capability tag typed exactly outweighs a word in a d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -207,13 +208,23 @@ def _add(totals: dict[str, float], found: Iterable[str], weight: float) -> None:
         totals[term] = totals.get(term, 0.0) + weight
 
 
+def query_phrase(query: str) -> str:
+    """The query's words, space-padded, to look tags up in with ``tags_in``."""
+    return f" {' '.join(words(query.replace('-', ' ').replace('_', ' ')))} "
+
+
+@functools.lru_cache(maxsize=8192)
+def _padded_tag(tag: str) -> str:
+    # Tags repeat across agents and queries; normalising each once keeps ranking cheap.
+    phrase = tag_phrase(tag)
+    return f" {' '.join(phrase)} " if phrase else ""
+
+
+def tags_in(phrase: str, tags: Iterable[str]) -> list[str]:
+    """Those of ``tags`` written out in full in a ``query_phrase``."""
+    return [tag for tag in tags if (padded := _padded_tag(tag)) and padded in phrase]
+
+
 def matched_tags(query: str, tags: Iterable[str]) -> list[str]:
     """Tags written out in full in the query (as ``pdf-extraction`` or ``pdf extraction``)."""
-    query_words = words(query.replace("-", " ").replace("_", " "))
-    padded = f" {' '.join(query_words)} "
-    found = []
-    for tag in tags:
-        phrase = tag_phrase(tag)
-        if phrase and f" {' '.join(phrase)} " in padded:
-            found.append(tag)
-    return found
+    return tags_in(query_phrase(query), tags)

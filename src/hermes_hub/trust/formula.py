@@ -30,7 +30,7 @@ the same float, whether computed inside a settlement or by the batch recompute.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -327,6 +327,17 @@ BADGE_RULES: tuple[BadgeRule, ...] = (
     BadgeRule("reliable", "Success rate of at least 98% over at least 50 counted outcomes."),
     BadgeRule("elite", "Trust of at least 0.95 over at least 100 counted outcomes."),
 )
+
+BADGE_DESCRIPTIONS: dict[str, str] = {rule.name: rule.description for rule in BADGE_RULES}
+
+
+def success_rate_of(breakdown: Mapping[str, Any] | None) -> float | None:
+    """The success-rate component of a stored breakdown (None before any counted outcome)."""
+    for component in (breakdown or {}).get("components", []):
+        if component.get("name") == "success_rate":
+            value = component.get("value")
+            return float(value) if value is not None else None
+    return None
 
 
 def badges_for(result: TrustResult, *, verified: bool) -> list[str]:

@@ -59,9 +59,6 @@ admin_trust_router = APIRouter(
     prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)]
 )
 
-BADGE_DESCRIPTIONS = {rule.name: rule.description for rule in formula.BADGE_RULES}
-
-
 # ---- reading ----
 
 
@@ -118,10 +115,6 @@ async def get_reputation(
     ).all()
     base = _score_out(agent_id, score)
     breakdown = score.breakdown if score is not None and score.breakdown else {}
-    success_rate = None
-    for component in breakdown.get("components", []):
-        if component.get("name") == "success_rate":
-            success_rate = component.get("value")
     earned = score.earned_units if score is not None else 0
     return ReputationOut(
         **base.model_dump(),
@@ -129,7 +122,7 @@ async def get_reputation(
         badges=[
             BadgeOut(
                 badge=badge.badge,
-                description=BADGE_DESCRIPTIONS.get(badge.badge, ""),
+                description=formula.BADGE_DESCRIPTIONS.get(badge.badge, ""),
                 earned_at=badge.earned_at,
             )
             for badge in badges
@@ -137,7 +130,7 @@ async def get_reputation(
         stats=ReputationStats(
             contracts=score.total_outcomes if score is not None else 0,
             counted_outcomes=score.counted_outcomes if score is not None else 0,
-            success_rate=success_rate,
+            success_rate=formula.success_rate_of(breakdown),
             mean_rating=score.mean_rating if score is not None else None,
             rating_count=score.rating_count if score is not None else 0,
             earnings=float(units_to_credits(earned)),
