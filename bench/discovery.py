@@ -66,7 +66,7 @@ import hermes_hub.db.registry  # noqa: F401 - every model, so foreign keys resol
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.discovery import service
 from hermes_hub.discovery.categories import category_texts, nearest_category
-from hermes_hub.discovery.engine import VectorMatrix, load_encoder
+from hermes_hub.discovery.engine import LocalIndex, VectorMatrix, load_encoder
 from hermes_hub.discovery.models import PGVECTOR_INDEX, AgentSearchDoc
 from hermes_hub.discovery.service import Discovery, Filters, PreparedDocument, Viewer
 from hermes_hub.identity.models import Agent
@@ -1033,15 +1033,12 @@ async def postgres_sizes(database: Database) -> dict[str, Any]:
 
 # What each statement of a search is, from its SQL; the first match wins.
 STATEMENT_KINDS: tuple[tuple[str, str], ...] = (
-    (r"row_number\(\) OVER", "lexical: BM25 of matching agents (terms join, GROUP BY, window)"),
-    (r"avg\(agent_search_docs\.length\)", "lexical: corpus size and mean length"),
-    (r"agent_search_terms\.term, count", "lexical: document frequency of the query terms"),
     (r"SET LOCAL", "pgvector: SET LOCAL hnsw options"),
     (r"<=>.*ORDER BY", "pgvector: HNSW top-k"),
     (r"<=>", "pgvector: similarities of lexical-only candidates"),
     (r"agent_search_docs\.revision >", "in-process index: refresh (newer rows)"),
-    (r"agent_search_docs\.facet_vectors", "explain: facets of the hits"),
-    (r"FROM agents.*trust_scores", "candidates: agents + trust + category rows"),
+    (r"agent_search_docs\.facet_vectors", "hits: the best agents' rows and facets"),
+    (r"FROM agents.*trust_scores", "candidates: filters, trust and category of the candidates"),
     (r"^\s*(BEGIN|COMMIT|ROLLBACK)", "BEGIN / COMMIT / ROLLBACK"),
 )
 
@@ -1165,10 +1162,12 @@ async def matrix_from_database(database: Database) -> dict[str, Any]:
     rss_before = rss_kib("VmRSS")
     tracemalloc.start()
     started = time.perf_counter()
-    matrix = VectorMatrix(384)
+    index = LocalIndex(matrix=VectorMatrix(384))
     async with database.read_sessions() as session:
-        await matrix.refresh(session, force=True)
+        await index.refresh(session, force=True)
     seconds = time.perf_counter() - started
+    matrix = index.matrix
+    assert matrix is not None
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_after = rss_kib("VmRSS")
@@ -1176,11 +1175,12 @@ async def matrix_from_database(database: Database) -> dict[str, Any]:
         "vectors": len(matrix),
         "load_seconds": round(seconds, 3),
         "matrix_mib": round(matrix.nbytes / 2**20, 2),
+        "documents_with_terms": len(index.terms),
         "tracemalloc_retained_mib": round(current / 2**20, 2),
         "tracemalloc_peak_mib": round(peak / 2**20, 2),
         "rss_growth_mib": mib((rss_after or 0) - (rss_before or 0)),
     }
-    del matrix
+    del matrix, index
     return result
 
 

@@ -222,8 +222,7 @@ async def test_a_visible_agent_is_found_behind_many_closer_hidden_ones(
                 {"vector": pgvector_literal(vector), "travel": uuid.UUID(travel.id)},
             )
         await session.commit()
-    if discovery.matrix is not None:
-        discovery.matrix.invalidate()
+    discovery.index.invalidate()
 
     for headers in (None, owner.headers):
         assert result_ids(await discover(client, query, headers)) == [travel.id]

@@ -33,8 +33,10 @@ from hermes_hub.discovery.encoder import (
     SentenceEncoder,
     find_model_dir,
 )
-from hermes_hub.discovery.models import PGVECTOR_COLUMN, AgentSearchDoc
-from hermes_hub.discovery.text import normalize
+from hermes_hub.discovery.lexicon import TermIndex
+from hermes_hub.discovery.models import PGVECTOR_COLUMN, AgentSearchDoc, AgentSearchTerm
+from hermes_hub.discovery.text import index_tags, normalize
+from hermes_hub.identity.models import Agent
 
 logger = structlog.get_logger(__name__)
 
@@ -133,9 +135,6 @@ class VectorMatrix:
         self._ids: list[uuid.UUID] = []
         self._row_of: dict[uuid.UUID, int] = {}
         self._size = 0
-        self.revision = 0
-        self._checked_at = 0.0
-        self._refresh_lock = asyncio.Lock()
 
     def __len__(self) -> int:
         return self._size
@@ -185,34 +184,77 @@ class VectorMatrix:
         scores = self._matrix[[row for _, row in found]] @ query
         return {agent_id: float(score) for (agent_id, _), score in zip(found, scores, strict=True)}
 
+
+class LocalIndex:
+    """What this process holds to search with: the lexical postings of every agent and,
+    in the in-process mode, the vector matrix, both brought up to date from the rows of
+    ``agent_search_docs`` whose revision is newer than the last one loaded."""
+
+    def __init__(self, matrix: VectorMatrix | None) -> None:
+        self.matrix = matrix
+        self.terms = TermIndex()
+        self.revision = 0
+        self._checked_at = 0.0
+        self._refresh_lock = asyncio.Lock()
+
     def invalidate(self) -> None:
         """Make the next query look for newer rows (after this process indexed an agent)."""
         self._checked_at = 0.0
 
     async def refresh(self, session: AsyncSession, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked_at < REFRESH_INTERVAL_SECONDS:
+        if not force and time.monotonic() - self._checked_at < REFRESH_INTERVAL_SECONDS:
             return
         async with self._refresh_lock:
             if not force and time.monotonic() - self._checked_at < REFRESH_INTERVAL_SECONDS:
                 return
             started = time.monotonic()
-            rows = await session.execute(
-                select(AgentSearchDoc.agent_id, AgentSearchDoc.embedding, AgentSearchDoc.revision)
-                .where(
-                    AgentSearchDoc.revision > self.revision,
-                    AgentSearchDoc.embedding.is_not(None),
+            columns = [
+                AgentSearchDoc.agent_id,
+                AgentSearchDoc.length,
+                AgentSearchDoc.revision,
+                Agent.capabilities,
+                Agent.agent_metadata,
+            ]
+            if self.matrix is not None:
+                columns.append(AgentSearchDoc.embedding)
+            documents = (
+                await session.execute(
+                    select(*columns)
+                    .join(Agent, Agent.id == AgentSearchDoc.agent_id)
+                    .where(AgentSearchDoc.revision > self.revision)
+                    .order_by(AgentSearchDoc.revision)
                 )
-                .order_by(AgentSearchDoc.revision)
+            ).all()
+            if not documents:
+                self._checked_at = started
+                return
+            latest = max(row.revision for row in documents)
+            # Bounded by the newest revision read above: an agent indexed again in between
+            # is read whole on the next refresh.
+            weighted: dict[uuid.UUID, dict[str, float]] = {}
+            term_rows = await session.execute(
+                select(AgentSearchTerm.agent_id, AgentSearchTerm.term, AgentSearchTerm.weight)
+                .join(AgentSearchDoc, AgentSearchDoc.agent_id == AgentSearchTerm.agent_id)
+                .where(AgentSearchDoc.revision > self.revision, AgentSearchDoc.revision <= latest)
             )
-            latest = self.revision
-            batch: list[tuple[uuid.UUID, Vector]] = []
-            for agent_id, raw, revision in rows:
-                vector = np.frombuffer(raw or b"", dtype="<f4")
-                if vector.size == self.dimension:
-                    batch.append((agent_id, vector))
-                latest = max(latest, revision)
-            self.upsert(batch)
+            for agent_id, term, weight in term_rows:
+                weighted.setdefault(agent_id, {})[term] = weight
+            self.terms.upsert(
+                (
+                    row.agent_id,
+                    weighted.get(row.agent_id, {}),
+                    row.length,
+                    index_tags(row.capabilities, row.agent_metadata),
+                )
+                for row in documents
+            )
+            if self.matrix is not None:
+                vectors: list[tuple[uuid.UUID, Vector]] = []
+                for row in documents:
+                    vector = np.frombuffer(row.embedding or b"", dtype="<f4")
+                    if vector.size == self.matrix.dimension:
+                        vectors.append((row.agent_id, vector))
+                self.matrix.upsert(vectors)
             self.revision = latest
             self._checked_at = started
 

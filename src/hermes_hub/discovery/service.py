@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,11 +21,9 @@ import structlog
 from sqlalchemy import (
     ColumnElement,
     and_,
-    case,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     text,
@@ -41,6 +38,7 @@ from hermes_hub.discovery import ranking
 from hermes_hub.discovery.categories import lexical_category, nearest_category
 from hermes_hub.discovery.engine import (
     Embedder,
+    LocalIndex,
     SemanticMode,
     SemanticStatus,
     Vector,
@@ -51,6 +49,7 @@ from hermes_hub.discovery.engine import (
     pgvector_ready,
     to_bytes,
 )
+from hermes_hub.discovery.lexicon import LexicalMatch
 from hermes_hub.discovery.models import (
     PGVECTOR_COLUMN,
     AgentSearchDoc,
@@ -82,7 +81,6 @@ OnlineLookup = Callable[[Sequence[uuid.UUID]], Awaitable[set[uuid.UUID]]]
 CANDIDATES_PER_RESULT = 5
 MIN_CANDIDATES = 50
 MAX_CANDIDATES = 200
-STATS_SECONDS = 5.0
 MAX_FACETS = 12
 PGVECTOR_DIMENSION = 384
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -97,8 +95,7 @@ class Discovery:
         self.embedder: Embedder | None = None
         self.mode = SemanticMode.OFF
         self.reason = "not started"
-        self.matrix: VectorMatrix | None = None
-        self._stats: tuple[float, int, float] | None = None
+        self.index = LocalIndex(matrix=None)
 
     async def start(self) -> None:
         encoder, reason = await asyncio.to_thread(
@@ -107,6 +104,8 @@ class Discovery:
         if encoder is None:
             self.mode, self.reason = SemanticMode.OFF, reason
             logger.warning("semantic_search_off", reason=reason)
+            async with self.database.read_sessions() as session:
+                await self.index.refresh(session, force=True)
             return
         self.embedder = Embedder(encoder)
         async with self.database.read_sessions() as session:
@@ -118,27 +117,18 @@ class Discovery:
             if use_pgvector:
                 self.mode, self.reason = SemanticMode.PGVECTOR, ""
             else:
-                self.matrix = VectorMatrix(encoder.dimension)
-                await self.matrix.refresh(session, force=True)
+                self.index = LocalIndex(matrix=VectorMatrix(encoder.dimension))
                 self.mode = SemanticMode.IN_PROCESS
                 self.reason = (
                     "pgvector is not available in this database"
                     if dialect_name(session) == "postgresql"
                     else ""
                 )
+            await self.index.refresh(session, force=True)
 
-    async def corpus_stats(self, session: AsyncSession) -> tuple[int, float]:
-        """How many documents and their mean length, for BM25. Kept a few seconds: both
-        move slowly, and counting every document on every query is the costliest part."""
-        now = time.monotonic()
-        if self._stats is None or now - self._stats[0] > STATS_SECONDS:
-            row = (
-                await session.execute(
-                    select(func.count(), func.coalesce(func.avg(AgentSearchDoc.length), 0.0))
-                )
-            ).one()
-            self._stats = (now, int(row[0]), float(row[1]))
-        return self._stats[1], self._stats[2]
+    @property
+    def matrix(self) -> VectorMatrix | None:
+        return self.index.matrix
 
     def status(self) -> SemanticStatus:
         return SemanticStatus(
@@ -301,8 +291,7 @@ async def store(
                 "agent_id": agent_id,
             },
         )
-    if discovery.matrix is not None:
-        after_commit(session, discovery.matrix.invalidate)
+    after_commit(session, discovery.index.invalidate)
 
 
 async def reindex(
@@ -456,93 +445,17 @@ class Hit:
         return self.trust.trust if self.trust is not None else PRIOR
 
 
-@dataclass(frozen=True)
-class LexicalMatch:
-    bm25: float
-    coverage: float
+@dataclass
+class _Ranked:
+    """A candidate that passed the filters, ranked from columns before any row is loaded."""
 
-
-async def _lexical(
-    session: AsyncSession,
-    discovery: Discovery,
-    query_terms: Counter[str],
-    condition: ColumnElement[bool],
-    *,
-    include: Sequence[uuid.UUID],
-    candidates: int,
-) -> dict[uuid.UUID, LexicalMatch]:
-    """BM25 and coverage of the best ``candidates`` matching agents, and of those in
-    ``include``."""
-    if not query_terms:
-        return {}
-    document_count, average_length = await discovery.corpus_stats(session)
-    if document_count == 0 or average_length <= 0:
-        return {}
-    frequencies = dict(
-        (
-            await session.execute(
-                select(AgentSearchTerm.term, func.count())
-                .where(AgentSearchTerm.term.in_(list(query_terms)))
-                .group_by(AgentSearchTerm.term)
-            )
-        ).all()
-    )
-    # Unknown words count in the query's idf mass too: an agent matching one word of five
-    # covers little of the question.
-    query_idf = {
-        term: ranking.idf(document_count, int(frequencies.get(term, 0))) for term in query_terms
-    }
-    total_idf = sum(query_idf.values())
-    weights = {
-        term: repeats * query_idf[term]
-        for term, repeats in query_terms.items()
-        if term in frequencies
-    }
-    if not weights or total_idf <= 0:
-        return {}
-    # BM25 with the per-term idf computed here and bound in: no logarithm needed in SQL.
-    saturation = (
-        AgentSearchTerm.weight
-        * (ranking.BM25_K1 + 1)
-        / (
-            AgentSearchTerm.weight
-            + ranking.BM25_K1
-            * (1 - ranking.BM25_B + ranking.BM25_B * AgentSearchDoc.length / average_length)
-        )
-    )
-    score = func.sum(_case_of(AgentSearchTerm.term, weights) * saturation).label("score")
-    covered = func.sum(_case_of(AgentSearchTerm.term, query_idf)).label("covered")
-    ranked = (
-        select(
-            AgentSearchTerm.agent_id.label("agent_id"),
-            score,
-            covered,
-            func.row_number().over(order_by=(score.desc(), AgentSearchTerm.agent_id)).label("rn"),
-        )
-        .join(AgentSearchDoc, AgentSearchDoc.agent_id == AgentSearchTerm.agent_id)
-        .join(Agent, Agent.id == AgentSearchTerm.agent_id)
-        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
-        .where(AgentSearchTerm.term.in_(list(weights)), condition)
-        .group_by(AgentSearchTerm.agent_id)
-        .subquery()
-    )
-    keep = ranked.c.rn <= candidates
-    if include:
-        keep = or_(keep, ranked.c.agent_id.in_(list(include)))
-    rows = await session.execute(
-        select(ranked.c.agent_id, ranked.c.score, ranked.c.covered).where(keep)
-    )
-    return {
-        agent_id: LexicalMatch(float(value), min(1.0, float(part) / total_idf))
-        for agent_id, value, part in rows
-    }
-
-
-def _case_of(column: Any, values: dict[str, float]) -> Any:
-    return case(
-        *((column == literal(term), literal(weight)) for term, weight in values.items()),
-        else_=literal(0.0),
-    )
+    agent_id: uuid.UUID
+    trust: float
+    category: str | None
+    relevance: ranking.Relevance
+    matched: list[str]
+    score: float = 0.0
+    online: bool = False
 
 
 async def _semantic_pgvector(
@@ -611,24 +524,17 @@ async def search(
     semantic_on = embedder is not None
     mode = discovery.mode.value if semantic_on else "lexical"
     breadth = min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * limit))
+    index = discovery.index
+    await index.refresh(session)
     vector = await embedder.query(query) if embedder is not None else None
     among: list[uuid.UUID] | None = None
-    if discovery.mode is SemanticMode.IN_PROCESS and (
-        filters.organization_id is not None or filters.capability or filters.category
-    ):
+    if filters.organization_id is not None or filters.capability or filters.category:
         # Narrow filters: rank exactly within the agents they leave.
         among = await _eligible_ids(session, condition)
     while True:
         semantic = await _semantic(session, discovery, vector, condition, among, breadth)
-        nearest = set(semantic)
-        lexical = await _lexical(
-            session,
-            discovery,
-            query_terms,
-            condition,
-            include=list(semantic),
-            candidates=breadth,
-        )
+        nearest = len(semantic)
+        lexical = index.terms.score(query_terms, breadth, include=semantic, among=among)
         missing = [agent_id for agent_id in lexical if agent_id not in semantic]
         if vector is not None and missing:
             if discovery.mode is SemanticMode.PGVECTOR:
@@ -640,63 +546,53 @@ async def search(
             return SearchResult([], semantic_on, mode)
         rows = (
             await session.execute(
-                select(Agent, TrustScore, effective_category())
+                select(Agent.id, TrustScore.trust, effective_category())
                 .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
                 .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
                 .where(Agent.id.in_(candidates), condition)
             )
         ).all()
-        # The in-process matrix ranks every agent, the viewer's filters apply afterwards:
-        # if hidden or filtered agents crowded the nearest ones out, rank again among the
-        # eligible agents only (pgvector filters inside the index scan).
-        kept_nearest = sum(1 for agent, _, _ in rows if agent.id in nearest)
-        if (
-            among is None
-            and discovery.mode is SemanticMode.IN_PROCESS
-            and len(nearest) >= breadth
-            and kept_nearest < limit
-        ):
+        # The in-process indexes rank every agent and the viewer's filters apply afterwards:
+        # if hidden or filtered agents crowded the best ones out, rank again among the
+        # eligible agents only (pgvector filters inside its index scan).
+        crowded = len(lexical) >= breadth or (
+            discovery.mode is SemanticMode.IN_PROCESS and nearest >= breadth
+        )
+        if among is None and crowded and len(rows) < limit:
             among = await _eligible_ids(session, condition)
             continue
         break
 
     phrase = query_phrase(query)
-    best_bm25 = max((match.bm25 for match in lexical.values()), default=0.0)
+    best_bm25 = max(
+        (lexical[agent_id].bm25 for agent_id, _, _ in rows if agent_id in lexical), default=0.0
+    )
     no_match = LexicalMatch(0.0, 0.0)
-    hits: list[Hit] = []
-    for agent, trust, category in rows:
-        tags = tags_in(phrase, _all_tags(agent)) if use_lexical else []
+    ranked: list[_Ranked] = []
+    for agent_id, trust, category in rows:
+        tags = tags_in(phrase, index.terms.tags(agent_id)) if use_lexical else []
+        match = lexical.get(agent_id, no_match)
         fused = ranking.relevance(
-            semantic=semantic.get(agent.id, 0.0) if semantic_on else None,
-            bm25_score=lexical.get(agent.id, no_match).bm25,
+            semantic=semantic.get(agent_id, 0.0) if semantic_on else None,
+            bm25_score=match.bm25,
             best_bm25=best_bm25,
-            coverage=lexical.get(agent.id, no_match).coverage,
+            coverage=match.coverage,
             tag_match=bool(tags),
         )
-        if fused.relevance < ranking.MIN_RELEVANCE:
-            continue
-        hits.append(Hit(agent=agent, trust=trust, category=category, relevance=fused, matched=tags))
+        if fused.relevance >= ranking.MIN_RELEVANCE:
+            ranked.append(
+                _Ranked(agent_id, trust if trust is not None else PRIOR, category, fused, tags)
+            )
 
-    present = await online([hit.agent.id for hit in hits]) if online and hits else set()
+    present = await online([hit.agent_id for hit in ranked]) if online and ranked else set()
     if filters.available_now:
-        hits = [hit for hit in hits if hit.agent.id in present]
-    for hit in hits:
-        hit.online = hit.agent.id in present
-        hit.score = ranking.final_score(
-            hit.relevance.relevance, trust=hit.trust_value, online=hit.online
-        )
-    hits.sort(key=lambda hit: (-hit.score, -hit.relevance.relevance, str(hit.agent.id)))
-    hits = hits[:limit]
-    await _explain(session, hits, query_terms, vector)
+        ranked = [hit for hit in ranked if hit.agent_id in present]
+    for hit in ranked:
+        hit.online = hit.agent_id in present
+        hit.score = ranking.final_score(hit.relevance.relevance, trust=hit.trust, online=hit.online)
+    ranked.sort(key=lambda hit: (-hit.score, -hit.relevance.relevance, str(hit.agent_id)))
+    hits = await _load_hits(session, ranked[:limit], query_terms, vector)
     return SearchResult(hits, semantic_on, mode)
-
-
-def _all_tags(agent: Agent) -> list[str]:
-    """Capability tags and the agent card's skill tags, as the index weighs them."""
-    tags = list(agent.capabilities)
-    for skill in card_skills(agent.agent_metadata):
-        tags.extend(skill.tags)
-    return tags
 
 
 async def _semantic(
@@ -714,7 +610,6 @@ async def _semantic(
         return await _semantic_pgvector(session, vector, condition, candidates)
     if discovery.matrix is None:
         return {}
-    await discovery.matrix.refresh(session)
     return dict(discovery.matrix.top(vector, candidates, among=among))
 
 
@@ -728,40 +623,64 @@ async def _eligible_ids(session: AsyncSession, condition: ColumnElement[bool]) -
     return list(rows)
 
 
-async def _explain(
-    session: AsyncSession, hits: list[Hit], query_terms: Counter[str], vector: Vector | None
-) -> None:
-    """One line per hit: the tag named in the query, else the closest facet, else the words."""
-    if not hits:
-        return
-    facets: dict[uuid.UUID, tuple[list[str], bytes | None]] = {}
-    if vector is not None:
-        rows = await session.execute(
-            select(
-                AgentSearchDoc.agent_id, AgentSearchDoc.facets, AgentSearchDoc.facet_vectors
-            ).where(AgentSearchDoc.agent_id.in_([hit.agent.id for hit in hits]))
+async def _load_hits(
+    session: AsyncSession,
+    ranked: list[_Ranked],
+    query_terms: Counter[str],
+    vector: Vector | None,
+) -> list[Hit]:
+    """The ranked agents' rows, each with one line on why it matched: the tag named in the
+    query, else the closest facet, else the words it shares with the query."""
+    if not ranked:
+        return []
+    rows = await session.execute(
+        select(Agent, TrustScore, AgentSearchDoc.facets, AgentSearchDoc.facet_vectors)
+        .outerjoin(TrustScore, TrustScore.agent_id == Agent.id)
+        .outerjoin(AgentSearchDoc, AgentSearchDoc.agent_id == Agent.id)
+        .where(Agent.id.in_([hit.agent_id for hit in ranked]))
+    )
+    loaded = {agent.id: (agent, trust, labels, raw) for agent, trust, labels, raw in rows}
+    hits: list[Hit] = []
+    for found in ranked:
+        if found.agent_id not in loaded:
+            continue  # gone since it was ranked
+        agent, trust, labels, raw = loaded[found.agent_id]
+        hit = Hit(
+            agent=agent,
+            trust=trust,
+            category=found.category,
+            relevance=found.relevance,
+            score=found.score,
+            online=found.online,
+            matched=found.matched,
         )
-        facets = {agent_id: (labels, raw) for agent_id, labels, raw in rows}
-    for hit in hits:
-        if hit.matched:
-            hit.why = f"capability '{hit.matched[0]}' named in the query"
-            continue
-        labels, raw = facets.get(hit.agent.id, ([], None))
-        if vector is not None and raw and labels:
-            similarities = from_bytes(raw, vector.size) @ vector
-            best = int(np.argmax(similarities))
-            if best < len(labels):
-                hit.why = f"close in meaning to '{labels[best]}'"
-                continue
-        shared = [
-            tag for tag in hit.agent.capabilities if set(terms(tag_words(tag))) & set(query_terms)
-        ]
-        if shared:
-            hit.why = f"capability '{shared[0]}' shares words with the query"
-            continue
-        words = [term for term in query_terms if term in set(terms(hit.agent.description))]
-        hit.why = (
-            f"description mentions {', '.join(repr(w) for w in words[:3])}"
-            if words
-            else "close in meaning to the agent's description"
-        )
+        hit.why = _why(hit, labels or [], raw if vector is not None else None, query_terms, vector)
+        hits.append(hit)
+    return hits
+
+
+def _why(
+    hit: Hit,
+    labels: list[str],
+    raw: bytes | None,
+    query_terms: Counter[str],
+    vector: Vector | None,
+) -> str:
+    if hit.matched:
+        return f"capability '{hit.matched[0]}' named in the query"
+    if vector is not None and raw and labels:
+        similarities = from_bytes(raw, vector.size) @ vector
+        best = int(np.argmax(similarities))
+        if best < len(labels):
+            return f"close in meaning to '{labels[best]}'"
+    shared = [
+        tag for tag in hit.agent.capabilities if set(terms(tag_words(tag))) & set(query_terms)
+    ]
+    if shared:
+        return f"capability '{shared[0]}' shares words with the query"
+    words = [term for term in query_terms if term in set(terms(hit.agent.description))]
+    return (
+        f"description mentions {', '.join(repr(w) for w in words[:3])}"
+        if words
+        else "close in meaning to the agent's description"
+    )

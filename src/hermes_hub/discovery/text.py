@@ -151,6 +151,14 @@ def card_skills(metadata: Mapping[str, Any] | None) -> list[Skill]:
     return skills
 
 
+def index_tags(capabilities: Sequence[str], metadata: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Capability tags and the agent card's skill tags, as the index weighs them."""
+    tags = list(capabilities)
+    for skill in card_skills(metadata):
+        tags.extend(skill.tags)
+    return tuple(dict.fromkeys(tags))
+
+
 @dataclass(frozen=True)
 class SearchDocument:
     """What the index holds about one agent's text."""
