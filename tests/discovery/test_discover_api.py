@@ -22,7 +22,14 @@ from hermes_hub.discovery.models import (
     AgentSearchTerm,
     DiscoveryState,
 )
-from hermes_hub.discovery.service import MAX_CANDIDATES, reindex
+from hermes_hub.discovery.service import (
+    MAX_CANDIDATES,
+    Discovery,
+    Filters,
+    Viewer,
+    reindex,
+    search,
+)
 from hermes_hub.identity.models import Agent
 from hermes_hub.trust.formula import PRIOR
 from hermes_hub.trust.models import TrustScore
@@ -765,3 +772,43 @@ async def test_reindex_picks_up_an_agent_created_without_the_api(
     body = await discover(client, "wombat burrow survey", owner.headers)
     assert result_ids(body)[0] == str(direct.id)
     assert body["results"][0]["category"] in CATEGORY_SLUGS
+
+
+async def test_another_worker_sees_agents_indexed_and_changed_here(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Each worker keeps its own postings (and matrix); it loads what others indexed."""
+    other = Discovery(app.state.database, app.state.discovery.settings)
+    await other.start()
+    owner = await register(client)
+    await enroll_neighbours(client, owner)
+
+    async def found(query: str) -> list[str]:
+        async with app.state.database.read_sessions() as session:
+            result = await search(
+                session, other, viewer=Viewer(), query=query, filters=Filters(), limit=5
+            )
+        return [str(hit.agent.id) for hit in result.hits]
+
+    assert await found("antique clocks") == []
+    agent = await enroll_indexed(
+        client,
+        owner,
+        name="Workshop",
+        description="Restores antique clocks and pocket watches.",
+        capabilities=["repairs"],
+    )
+    other.index.invalidate()  # as REFRESH_INTERVAL_SECONDS passing would
+    assert (await found("antique clocks"))[0] == agent.id
+
+    response = await client.patch(
+        f"/api/v1/agents/{agent.id}",
+        json={"description": "Tunes grand pianos.", "capabilities": ["piano-tuning"]},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.text
+    other.index.invalidate()
+    assert other.index.terms.document_frequency("clock") == 1  # not refreshed yet
+    assert (await found("grand piano tuning"))[0] == agent.id
+    assert other.index.terms.document_frequency("clock") == 0
+    assert other.index.terms.tags(uuid.UUID(agent.id)) == ("piano-tuning",)

@@ -3,10 +3,13 @@
 Three modes, chosen at start and reported by ``/readyz``:
 
 - ``pgvector``: PostgreSQL with the extension; vectors live in ``embedding_vec`` with an
-  HNSW index and nothing is held in process.
+  HNSW index and no vector is held in process.
 - ``in-process``: any other database; a float32 matrix of every agent's vector, built at
   start and brought up to date before each query from the rows whose revision is newer.
 - ``off``: no model installed (or ``HERMES_SEMANTIC_SEARCH=off``); lexical search only.
+
+In every mode ``LocalIndex`` keeps the lexical postings (``lexicon.TermIndex``) in process,
+refreshed the same way as the matrix.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Discovery services: keeping each agent's search document current, and searching.
 
 ``index_agent`` runs in the transaction that changed the agent. ``search`` gathers
-candidates from the lexical index (BM25 in SQL, both databases) and the vector index
-(pgvector or the in-process matrix), loads those the viewer may see and that pass the
-filters, and ranks them with ``ranking`` (the published formula).
+candidates from the lexical index (in-process BM25 postings, ``lexicon``) and the vector
+index (pgvector or the in-process matrix), keeps those the database says the viewer may see
+and that pass the filters, ranks them with ``ranking`` (the published formula) from a few
+columns, and loads the rows of the ones it returns.
 """
 
 from __future__ import annotations
