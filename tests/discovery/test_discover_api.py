@@ -812,3 +812,79 @@ async def test_another_worker_sees_agents_indexed_and_changed_here(
     assert (await found("grand piano tuning"))[0] == agent.id
     assert other.index.terms.document_frequency("clock") == 0
     assert other.index.terms.tags(uuid.UUID(agent.id)) == ("piano-tuning",)
+
+
+async def test_lexical_matches_of_hidden_agents_do_not_crowd_out_a_visible_one(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    owner = await register(client)
+    hidden_owner = await register(client)
+    visible = await enroll_indexed(
+        client,
+        owner,
+        name="Fieldnotes",
+        description="Ecology surveys of many small marsupials, among them the quokka, "
+        "with population counts, habitat maps and detailed seasonal reports.",
+        capabilities=["ecology"],
+    )
+    discovery = app.state.discovery
+    async with app.state.database.writer() as session:
+        revision = await session.scalar(
+            select(DiscoveryState.revision).where(DiscoveryState.id == 1)
+        )
+        hidden = [
+            Agent(
+                owner_id=uuid.UUID(hidden_owner.id),
+                name=f"Quokka {index}",
+                description="Quokka quokka.",
+                public_key=base64.b64encode(os.urandom(32)).decode(),
+                is_public=False,
+            )
+            for index in range(MAX_CANDIDATES + 5)
+        ]
+        session.add_all(hidden)
+        await session.flush()
+        session.add_all(
+            AgentSearchDoc(
+                agent_id=agent.id,
+                content_hash="x",
+                model="",
+                facets=[],
+                length=4.0,
+                revision=revision + offset,
+            )
+            for offset, agent in enumerate(hidden, start=1)
+        )
+        session.add_all(AgentSearchTerm(term="quokka", agent_id=a.id, weight=4.0) for a in hidden)
+        await session.execute(
+            update(DiscoveryState)
+            .where(DiscoveryState.id == 1)
+            .values(revision=revision + len(hidden))
+        )
+        await session.commit()
+    discovery.index.invalidate()
+
+    for viewer in (Viewer(), Viewer(user_id=uuid.UUID(owner.id))):
+        async with app.state.database.read_sessions() as session:
+            result = await search(
+                session,
+                discovery,
+                viewer=viewer,
+                query="quokka",
+                filters=Filters(),
+                limit=10,
+                use_semantic=False,
+            )
+        assert [str(hit.agent.id) for hit in result.hits] == [visible.id]
+    async with app.state.database.read_sessions() as session:
+        result = await search(
+            session,
+            discovery,
+            viewer=Viewer(user_id=uuid.UUID(hidden_owner.id)),
+            query="quokka",
+            filters=Filters(),
+            limit=10,
+            use_semantic=False,
+        )
+    assert len(result.hits) == 10
+    assert visible.id not in [str(hit.agent.id) for hit in result.hits]

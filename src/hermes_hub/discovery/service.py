@@ -534,7 +534,7 @@ async def search(
         among = await _eligible_ids(session, condition)
     while True:
         semantic = await _semantic(session, discovery, vector, condition, among, breadth)
-        nearest = len(semantic)
+        nearest = list(semantic)
         lexical = index.terms.score(query_terms, breadth, include=semantic, among=among)
         missing = [agent_id for agent_id in lexical if agent_id not in semantic]
         if vector is not None and missing:
@@ -556,10 +556,13 @@ async def search(
         # The in-process indexes rank every agent and the viewer's filters apply afterwards:
         # if hidden or filtered agents crowded the best ones out, rank again among the
         # eligible agents only (pgvector filters inside its index scan).
-        crowded = len(lexical) >= breadth or (
-            discovery.mode is SemanticMode.IN_PROCESS and nearest >= breadth
+        eligible = {agent_id for agent_id, _, _ in rows}
+        crowded = (len(lexical) >= breadth and len(eligible.intersection(lexical)) < limit) or (
+            discovery.mode is SemanticMode.IN_PROCESS
+            and len(nearest) >= breadth
+            and len(eligible.intersection(nearest)) < limit
         )
-        if among is None and crowded and len(rows) < limit:
+        if among is None and crowded:
             among = await _eligible_ids(session, condition)
             continue
         break
