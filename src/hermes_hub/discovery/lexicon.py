@@ -12,6 +12,7 @@ arrays, so requests share it without locks.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class TermIndex:
         self._ids: list[uuid.UUID] = []
         self._row_of: dict[uuid.UUID, int] = {}
         self._lengths = np.zeros(0, dtype=np.float64)
-        self._terms_of: list[dict[str, float]] = []
+        # Each agent's terms, to take its postings out when it is indexed again.
+        self._terms_of: list[tuple[str, ...]] = []
         self._tags_of: list[tuple[str, ...]] = []
         self._postings: dict[str, Posting] = {}
         self._total_length = 0.0
@@ -78,7 +80,7 @@ class TermIndex:
                 row = len(self._ids)
                 self._ids.append(agent_id)
                 self._row_of[agent_id] = row
-                self._terms_of.append({})
+                self._terms_of.append(())
                 self._tags_of.append(())
                 if row >= self._lengths.size:
                     grown = np.zeros(max(1024, 2 * self._lengths.size), dtype=np.float64)
@@ -96,9 +98,10 @@ class TermIndex:
                         del pending[0][index], pending[1][index]
             self._lengths[row] = length
             self._total_length += float(length)
-            self._terms_of[row] = dict(weighted_terms)
+            # Interned: the vocabulary is shared by many agents, each row read brings a copy.
+            self._terms_of[row] = tuple(sys.intern(term) for term in weighted_terms)
             self._tags_of[row] = tuple(tags)
-            for term, weight in weighted_terms.items():
+            for term, weight in zip(self._terms_of[row], weighted_terms.values(), strict=True):
                 rows, weights = added.setdefault(term, ([], []))
                 rows.append(row)
                 weights.append(weight)
