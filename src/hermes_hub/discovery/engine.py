@@ -129,7 +129,7 @@ class VectorMatrix:
     """Every indexed agent's vector in one matrix, for the in-process mode.
 
     Only the event loop touches it and no method awaits between reading and using the
-    arrays, so requests share it without locks; ``refresh`` swaps in grown arrays whole.
+    arrays, so requests share it without locks; ``upsert`` swaps in grown arrays whole.
     """
 
     def __init__(self, dimension: int) -> None:
