@@ -3,6 +3,7 @@ what, anonymous use, bad input, lexical-only mode and keeping the index current.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 from hermes_hub.discovery import ranking
 from hermes_hub.discovery.categories import CATEGORY_SLUGS
@@ -782,6 +783,8 @@ async def test_another_worker_sees_agents_indexed_and_changed_here(
     await other.start()
     owner = await register(client)
     await enroll_neighbours(client, owner)
+    # Words no other agent of the database has (PostgreSQL keeps other tests' agents).
+    before, after = f"clockzq{uuid.uuid4().hex[:8]}", f"pianozq{uuid.uuid4().hex[:8]}"
 
     async def found(query: str) -> list[str]:
         async with app.state.database.read_sessions() as session:
@@ -790,28 +793,60 @@ async def test_another_worker_sees_agents_indexed_and_changed_here(
             )
         return [str(hit.agent.id) for hit in result.hits]
 
-    assert await found("antique clocks") == []
+    await found(before)  # the other worker's index is loaded and current
     agent = await enroll_indexed(
         client,
         owner,
         name="Workshop",
-        description="Restores antique clocks and pocket watches.",
+        description=f"Restores antique clocks and pocket watches ({before}).",
         capabilities=["repairs"],
     )
+    assert other.index.terms.document_frequency(before) == 0  # it has not looked yet
     other.index.invalidate()  # as REFRESH_INTERVAL_SECONDS passing would
-    assert (await found("antique clocks"))[0] == agent.id
+    assert (await found(f"antique clocks {before}"))[0] == agent.id
+    assert other.index.terms.document_frequency(before) == 1
 
     response = await client.patch(
         f"/api/v1/agents/{agent.id}",
-        json={"description": "Tunes grand pianos.", "capabilities": ["piano-tuning"]},
+        json={"description": f"Tunes grand pianos ({after}).", "capabilities": ["piano-tuning"]},
         headers=owner.headers,
     )
     assert response.status_code == 200, response.text
     other.index.invalidate()
-    assert other.index.terms.document_frequency("clock") == 1  # not refreshed yet
-    assert (await found("grand piano tuning"))[0] == agent.id
-    assert other.index.terms.document_frequency("clock") == 0
+    assert (await found(f"grand piano tuning {after}"))[0] == agent.id
+    assert other.index.terms.document_frequency(before) == 0
+    assert other.index.terms.document_frequency(after) == 1
     assert other.index.terms.tags(uuid.UUID(agent.id)) == ("piano-tuning",)
+
+
+async def test_concurrent_first_writers_recreate_the_revision_row(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The migration creates discovery_state's row; without it, simultaneous enrollments
+    must not fail on inserting it twice."""
+    owner = await register(client)
+    async with app.state.database.writer() as session:
+        await session.execute(delete(DiscoveryState))
+        await session.commit()
+    agents = await asyncio.gather(
+        *(
+            enroll_indexed(
+                client, owner, name=f"Racer {index}", description="Races.", capabilities=["race"]
+            )
+            for index in range(12)
+        )
+    )
+    async with app.state.database.read_sessions() as session:
+        revisions = list(
+            await session.scalars(
+                select(AgentSearchDoc.revision).where(
+                    AgentSearchDoc.agent_id.in_([uuid.UUID(agent.id) for agent in agents])
+                )
+            )
+        )
+        state = await session.scalar(select(DiscoveryState.revision))
+    assert sorted(revisions) == list(range(1, 13))
+    assert state == 12
 
 
 async def test_lexical_matches_of_hidden_agents_do_not_crowd_out_a_visible_one(

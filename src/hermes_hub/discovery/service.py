@@ -31,6 +31,8 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.config import Settings
@@ -159,16 +161,25 @@ def _facets(agent: Agent, document: SearchDocument) -> list[str]:
 
 async def _next_revision(session: AsyncSession) -> int:
     # The row lock orders revisions by commit, so an in-process index never skips one.
-    revision = await session.scalar(
+    take = (
         update(DiscoveryState)
         .where(DiscoveryState.id == 1)
         .values(revision=DiscoveryState.revision + 1)
         .returning(DiscoveryState.revision)
     )
+    revision = await session.scalar(take)
     if revision is None:
-        session.add(DiscoveryState(id=1, revision=1))
-        await session.flush()
-        return 1
+        # The migration creates the row; if it is gone, concurrent first writers must not
+        # both insert it (the loser would fail with a unique violation).
+        dialect_insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        await session.execute(
+            dialect_insert(DiscoveryState)
+            .values(id=1, revision=0)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        revision = await session.scalar(take)
+    if revision is None:  # the insert above guarantees the row within this transaction
+        raise RuntimeError("discovery_state has no row")
     return int(revision)
 
 
