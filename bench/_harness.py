@@ -656,6 +656,19 @@ def percentile_ms(values: Sequence[float], pct: float) -> float | None:
     return round(percentile(values, pct), 3) if values else None
 
 
+def dist_ms(seconds: Sequence[float]) -> dict[str, Any]:
+    """Percentiles in milliseconds of durations given in seconds."""
+    ms = [1000 * s for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": percentile_ms(ms, 50),
+        "p95_ms": percentile_ms(ms, 95),
+        "p99_ms": percentile_ms(ms, 99),
+        "mean_ms": round(statistics.fmean(ms), 3) if ms else None,
+        "max_ms": round(max(ms), 3) if ms else None,
+    }
+
+
 def median_of(rounds: Sequence[dict[str, Any]], key: str) -> float | None:
     """Median over rounds; a missing latency (a stalled round) counts as worse than any."""
     median = statistics.median(
@@ -772,6 +785,14 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     print(f"results written to {path}")
+
+
+def int_list(value: str) -> list[int]:
+    """An argparse type: comma-separated integers."""
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, not {value!r}") from exc
 
 
 def backends_arg(value: str) -> list[str]:

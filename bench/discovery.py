@@ -158,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--agents", type=int, default=GOAL_AGENTS, help="agents served in the speed phase [10000]")
     add(
         "--memory-agents",
-        type=int_list,
+        type=h.int_list,
         default=[10_000, 100_000],
         help="sizes of the in-process index measured, comma-separated [10000,100000]",
     )
@@ -227,27 +227,7 @@ def phases_arg(value: str) -> list[str]:
     return chosen
 
 
-def int_list(value: str) -> list[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"comma-separated integers, not {value!r}") from exc
-
-
 # ---------------------------------------------------------------- small helpers
-
-
-def dist_ms(seconds: Sequence[float]) -> dict[str, Any]:
-    """Percentiles in milliseconds of durations given in seconds."""
-    ms = [1000 * s for s in seconds]
-    return {
-        "n": len(ms),
-        "p50_ms": h.percentile_ms(ms, 50),
-        "p95_ms": h.percentile_ms(ms, 95),
-        "p99_ms": h.percentile_ms(ms, 99),
-        "mean_ms": round(statistics.fmean(ms), 3) if ms else None,
-        "max_ms": round(max(ms), 3) if ms else None,
-    }
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -439,7 +419,7 @@ async def rank_all(
                 keys = await search_keys(session, discovery, query["query"], switches, key_of)
                 timings[mode].append(time.perf_counter() - started)
             rankings[mode][query["id"]] = keys
-    return rankings, {mode: dist_ms(values) for mode, values in timings.items()}
+    return rankings, {mode: h.dist_ms(values) for mode, values in timings.items()}
 
 
 async def search_keys(
@@ -923,7 +903,7 @@ def time_query_embedding(dataset: Path, samples: int, seed: int) -> dict[str, An
         started = time.perf_counter()
         encoder.encode(batch)
         batched.append((time.perf_counter() - started) / BATCHED_QUERIES)
-    return dist_ms(timings) | {
+    return h.dist_ms(timings) | {
         "cpu_ms_mean": round(1000 * statistics.fmean(cpu), 3),
         f"batched_{BATCHED_QUERIES}_ms_per_query_median": round(
             1000 * statistics.median(batched), 3
@@ -1102,7 +1082,7 @@ async def searches_in_process(
     }
     inside = sum(sum(values) for values in spent.values())
     return {
-        "search": dist_ms(timings),
+        "search": h.dist_ms(timings),
         "statements": statements,
         "python_outside_statements_ms_per_search": round(
             1000 * (sum(timings) - inside) / searches, 3
@@ -1253,7 +1233,7 @@ async def drive(
         if cpu_server is not None and server_cpu_after is not None
         else None
     )
-    return dist_ms(tally.latencies) | {
+    return h.dist_ms(tally.latencies) | {
         "requests_per_s": round(ok / elapsed, 1),
         "ok": ok,
         "errors": sum(tally.errors.values()),
@@ -1706,7 +1686,7 @@ def matrix_memory(count: int, rng: np.random.Generator) -> dict[str, Any]:
         "tracemalloc_peak_mib": round(peak / 2**20, 2),
         "rss_growth_mib": mib((rss_after or 0) - (rss_before or 0)),
         "fill_seconds": round(fill_seconds, 2),
-        f"top_{TOP_K}_ms": dist_ms(timings),
+        f"top_{TOP_K}_ms": h.dist_ms(timings),
     }
     del matrix
     gc.collect()

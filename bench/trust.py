@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--phases", type=phases_arg, default=list(PHASES), help="[settle,batch,leaderboard]")
     add(
         "--prior-outcomes",
-        type=int_list,
+        type=h.int_list,
         default=[10, 100, 1000],
         help="prior outcomes of the settling agent, comma-separated [10,100,1000]",
     )
@@ -210,27 +210,7 @@ def float_list(value: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"comma-separated numbers, not {value!r}") from exc
 
 
-def int_list(value: str) -> list[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"comma-separated integers, not {value!r}") from exc
-
-
 # ---------------------------------------------------------------- measuring
-
-
-def dist(seconds: Sequence[float]) -> dict[str, Any]:
-    """Percentiles in milliseconds of durations given in seconds."""
-    ms = [1000 * s for s in seconds]
-    return {
-        "n": len(ms),
-        "p50_ms": h.percentile_ms(ms, 50),
-        "p95_ms": h.percentile_ms(ms, 95),
-        "p99_ms": h.percentile_ms(ms, 99),
-        "mean_ms": round(statistics.fmean(ms), 3) if ms else None,
-        "max_ms": round(max(ms), 3) if ms else None,
-    }
 
 
 @dataclass
@@ -1000,12 +980,12 @@ async def settle_phase(backend: Backend, workdir: Path, args: argparse.Namespace
                 a - b
                 for a, b in zip(timings["with_recompute"], timings["recompute_no_op"], strict=True)
             ]
-            with_d = dist(timings["with_recompute"])
-            without_d = dist(timings["recompute_no_op"])
+            with_d = h.dist_ms(timings["with_recompute"])
+            without_d = h.dist_ms(timings["recompute_no_op"])
             with_m = readings_summary(counts["with_recompute"])
             without_m = readings_summary(counts["recompute_no_op"])
             entry = {
-                "recompute_in_transaction": dist(direct) | readings_summary(direct_meter),
+                "recompute_in_transaction": h.dist_ms(direct) | readings_summary(direct_meter),
                 "settle_with_recompute": with_d | with_m,
                 "settle_recompute_no_op": without_d | without_m,
                 "added_by_recompute": {
@@ -1345,7 +1325,7 @@ async def recompute_in_large_db(
         elapsed, _ = await time_recompute(fx, rng.choice(world.agents).id)
         if i >= warmup:
             times.append(elapsed)
-    return dist(times)
+    return h.dist_ms(times)
 
 
 async def batch_phase(
@@ -1427,7 +1407,7 @@ async def leaderboard_phase(
             response = await client.get("/healthz")
             baseline.append(time.perf_counter() - started)
             response.raise_for_status()
-        out["baseline_healthz"] = dist(baseline)
+        out["baseline_healthz"] = h.dist_ms(baseline)
         for name, params in LEADERBOARD_QUERIES.items():
             cache.invalidate()
             started = time.perf_counter()
@@ -1453,8 +1433,8 @@ async def leaderboard_phase(
                 "params": params,
                 "rows": len(body["items"]),
                 "first_call_ms": round(1000 * first_s, 3),
-                "uncached": dist(uncached),
-                "cached": dist(cached),
+                "uncached": h.dist_ms(uncached),
+                "cached": h.dist_ms(cached),
             }
             if name == "trust":
                 entry["while_trust_changes"] = {
@@ -1529,7 +1509,7 @@ async def while_invalidated(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     elapsed = time.perf_counter() - began
-    return dist(times) | {
+    return h.dist_ms(times) | {
         "trust_changes_per_s": changes_per_s,
         "requests_per_s_target": requests_per_s,
         "requests_per_s": round(len(times) / elapsed, 1) if elapsed else None,
