@@ -1,5 +1,6 @@
 """Import every domain's models so ``Base.metadata`` knows all tables (Alembic reads this)."""
 
+from hermes_hub.a2a import models as a2a_models
 from hermes_hub.db.base import Base
 from hermes_hub.discovery import models as discovery_models
 from hermes_hub.events import models as event_models
@@ -19,6 +20,7 @@ def include_object(
 
 __all__ = [
     "Base",
+    "a2a_models",
     "discovery_models",
     "event_models",
     "idempotency_models",

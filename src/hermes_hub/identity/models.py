@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from hermes_hub.db.base import Base, UUIDPrimaryKey
 from hermes_hub.kit.money import DEFAULT_CURRENCY
@@ -93,6 +94,8 @@ class Agent(UUIDPrimaryKey, Base):
     price_currency: Mapped[str] = mapped_column(String(8), default=DEFAULT_CURRENCY)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)
+    # Unknown callers get 403 approval_required and leave a request the owner can approve.
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The owner's choice of marketplace category; unset means discovery's automatic one.
     category: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=AgentStatus.ACTIVE.value)
@@ -136,3 +139,67 @@ class Enrollment(UUIDPrimaryKey, Base):
     expires_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class PermissionEffect(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class PermissionSubject(StrEnum):
+    AGENT = "agent"
+    USER = "user"
+    ORGANIZATION = "organization"
+
+
+class AgentPermission(UUIDPrimaryKey, Base):
+    """One ACL rule on an agent: may this agent, user or organization call it."""
+
+    __tablename__ = "agent_permissions"
+    __table_args__ = (
+        UniqueConstraint(
+            "agent_id", "subject_type", "subject_id", name="uq_agent_permissions_rule"
+        ),
+        Index("ix_agent_permissions_subject", "subject_type", "subject_id"),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[uuid.UUID]
+    effect: Mapped[str] = mapped_column(String(8))
+    # Per-caller limit for this subject; NULL falls back to the agent's own max_calls_per_hour.
+    max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccessRequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class AccessRequest(UUIDPrimaryKey, Base):
+    """A caller's request to call an agent that requires approval; one open request per pair."""
+
+    __tablename__ = "agent_access_requests"
+    __table_args__ = (
+        UniqueConstraint(
+            "agent_id", "subject_type", "subject_id", name="uq_agent_access_requests_pair"
+        ),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(String(16), default=AccessRequestStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
