@@ -25,6 +25,7 @@ from hermes_hub.events.log import BROKER_INFO_KEY
 from hermes_hub.events.presence import Presence
 from hermes_hub.events.router import router as events_router
 from hermes_hub.identity.cache import PrincipalCache
+from hermes_hub.identity.permissions_router import routers as permission_routers
 from hermes_hub.identity.router import routers as identity_routers
 from hermes_hub.identity.usage import KeyUsageRecorder
 from hermes_hub.kit.logging import configure_logging
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     for router in (
         *identity_routers,
+        *permission_routers,
         *ledger_routers,
         *mesh_routers,
         *trust_routers,

@@ -69,6 +69,7 @@ from hermes_hub.discovery.text import (
     terms,
 )
 from hermes_hub.identity.models import Agent, AgentStatus, OrgMembership
+from hermes_hub.identity.permissions import permitted_condition
 from hermes_hub.identity.principal import Principal
 from hermes_hub.identity.service import capability_condition
 from hermes_hub.kit.time import utcnow
@@ -364,6 +365,8 @@ class Viewer:
     user_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
     agent_org_id: uuid.UUID | None = None
+    # The agent's owner: an agent acts for them, as in the call ACL.
+    agent_owner_id: uuid.UUID | None = None
     is_admin: bool = False
 
     @classmethod
@@ -371,29 +374,44 @@ class Viewer:
         if principal is None:
             return cls()
         if principal.agent is not None:
-            return cls(agent_id=principal.agent.id, agent_org_id=principal.agent.organization_id)
+            return cls(
+                agent_id=principal.agent.id,
+                agent_org_id=principal.agent.organization_id,
+                agent_owner_id=principal.agent.owner_id,
+            )
         return cls(
             user_id=principal.user.id if principal.user else None, is_admin=principal.is_admin
         )
 
 
 def visible_condition(viewer: Viewer) -> ColumnElement[bool]:
-    """Private agents are seen by their owner, their organization's members and agents,
-    themselves and admins; everyone sees public ones."""
+    """Everyone sees public agents. A private one is seen by whoever the call ACL lets call
+    it without asking: its owner (and the owner's agents), its organization's members and
+    agents, itself, admins, and the subjects of an allow rule on it or on its organization."""
     if viewer.is_admin:
         return true()
     allowed: list[ColumnElement[bool]] = [Agent.is_public.is_(True)]
     if viewer.user_id is not None:
+        memberships = select(OrgMembership.organization_id).where(
+            OrgMembership.user_id == viewer.user_id
+        )
         allowed.append(Agent.owner_id == viewer.user_id)
+        allowed.append(Agent.organization_id.in_(memberships))
         allowed.append(
-            Agent.organization_id.in_(
-                select(OrgMembership.organization_id).where(OrgMembership.user_id == viewer.user_id)
-            )
+            permitted_condition(user_id=viewer.user_id, agent_id=None, org_ids=memberships)
         )
     if viewer.agent_id is not None:
+        agent_orgs = [viewer.agent_org_id] if viewer.agent_org_id is not None else []
         allowed.append(Agent.id == viewer.agent_id)
+        if viewer.agent_owner_id is not None:
+            allowed.append(Agent.owner_id == viewer.agent_owner_id)
         if viewer.agent_org_id is not None:
             allowed.append(Agent.organization_id == viewer.agent_org_id)
+        allowed.append(
+            permitted_condition(
+                user_id=viewer.agent_owner_id, agent_id=viewer.agent_id, org_ids=agent_orgs
+            )
+        )
     return or_(*allowed)
 
 

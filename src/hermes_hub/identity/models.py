@@ -176,6 +176,29 @@ class AgentPermission(UUIDPrimaryKey, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class OrganizationPermission(UUIDPrimaryKey, Base):
+    """An org-level rule: this agent, user or organization may call every agent of the org."""
+
+    __tablename__ = "organization_permissions"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization_id", "subject_type", "subject_id", name="uq_organization_permissions_rule"
+        ),
+        Index("ix_organization_permissions_subject", "subject_type", "subject_id"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[uuid.UUID]
+    max_calls_per_hour: Mapped[int | None] = mapped_column(Integer)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AccessRequestStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

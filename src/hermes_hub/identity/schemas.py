@@ -196,11 +196,12 @@ class AgentPrivate(AgentPublic):
     public_key: str
     metadata: dict[str, Any]
     max_calls_per_hour: int | None
+    requires_approval: bool
     updated_at: datetime
 
 
 NON_NULLABLE_AGENT_FIELDS = frozenset(
-    {"name", "description", "capabilities", "is_public", "status"}
+    {"name", "description", "capabilities", "is_public", "requires_approval", "status"}
 )
 
 
@@ -212,6 +213,7 @@ class AgentUpdate(InputModel):
     pricing: Pricing | None = None
     is_public: bool | None = None
     max_calls_per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
+    requires_approval: bool | None = None
     # An owner may pause and resume; "banned" is an admin's decision, not a setting.
     status: Literal[AgentStatus.ACTIVE, AgentStatus.PAUSED] | None = None
     metadata: Metadata | None = None
@@ -259,6 +261,7 @@ def agent_private(agent: Agent) -> AgentPrivate:
         public_key=agent.public_key,
         metadata=agent.agent_metadata,
         max_calls_per_hour=agent.max_calls_per_hour,
+        requires_approval=agent.requires_approval,
         updated_at=agent.updated_at,
     )
 

@@ -412,6 +412,7 @@ async def update_agent(
         "endpoint_url",
         "is_public",
         "max_calls_per_hour",
+        "requires_approval",
         "category",
     }
     for name in simple & fields.keys():

@@ -152,6 +152,40 @@ def upgrade() -> None:
             "ix_agent_permissions_subject", ["subject_type", "subject_id"], unique=False
         )
 
+    op.create_table(
+        "organization_permissions",
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
+        sa.Column("subject_type", sa.String(length=16), nullable=False),
+        sa.Column("subject_id", sa.Uuid(), nullable=False),
+        sa.Column("max_calls_per_hour", sa.Integer(), nullable=True),
+        sa.Column("created_by_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["users.id"],
+            name=op.f("fk_organization_permissions_created_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_organization_permissions_organization_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organization_permissions")),
+        sa.UniqueConstraint(
+            "organization_id",
+            "subject_type",
+            "subject_id",
+            name="uq_organization_permissions_rule",
+        ),
+    )
+    with op.batch_alter_table("organization_permissions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_organization_permissions_subject", ["subject_type", "subject_id"], unique=False
+        )
+
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("requires_approval", sa.Boolean(), server_default=sa.false(), nullable=False)
@@ -166,6 +200,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_agent_permissions_subject")
 
     op.drop_table("agent_permissions")
+    op.drop_table("organization_permissions")
     op.drop_table("agent_access_requests")
     with op.batch_alter_table("a2a_calls", schema=None) as batch_op:
         batch_op.drop_index("ix_a2a_calls_target_started")
