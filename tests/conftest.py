@@ -171,6 +171,10 @@ def settings(
         "rate_limit_anonymous": GENEROUS_LIMIT,
         # The nightly trust job would scan and recompute at random points of a test.
         "trust_nightly_enabled": False,
+        # Test agents listen on loopback; the SSRF tests turn this off again.
+        "allow_private_endpoints": True,
+        # Health checks would re-fetch agent cards at random points of a test.
+        "a2a_health_interval_seconds": 0,
     }
     values.update(settings_overrides)
     return Settings(**values)  # type: ignore[arg-type]

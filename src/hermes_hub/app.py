@@ -15,6 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from hermes_hub import __version__
+from hermes_hub.a2a.hub import A2AHub
+from hermes_hub.a2a.router import routers as a2a_routers
 from hermes_hub.config import Settings, check_production_safety, resolve_secret_key
 from hermes_hub.db.session import Database, create_engine
 from hermes_hub.discovery.router import routers as discovery_routers
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backfill = asyncio.create_task(_backfill(database, discovery))
         app.state.mesh_scheduler.start()
         app.state.trust_nightly.start()
+        app.state.a2a.start()
         try:
             yield
         finally:
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await backfill
             await app.state.mesh_scheduler.stop()
             await app.state.trust_nightly.stop()
+            await app.state.a2a.stop()
             await app.state.key_usage.drain()
             # After everything that may still publish events.
             await event_broker.stop()
@@ -149,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.presence = presence
     app.state.leaderboard_cache = leaderboard_cache
     app.state.discovery = discovery
+    app.state.a2a = A2AHub(database, discovery, settings)
 
     install_error_handlers(app)
     app.include_router(ops_router)
@@ -160,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *mesh_routers,
         *trust_routers,
         *discovery_routers,
+        *a2a_routers,
     ):
         app.include_router(router)
 

@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     # A sentence-transformers BERT model directory to use instead of the packaged one.
     semantic_model_dir: Path | None = None
 
+    # A2A: outbound calls to agents' endpoints refuse non-public addresses unless this is set
+    # (local development and tests only).
+    allow_private_endpoints: bool = False
+    # How long the hub waits for an agent's answer to one call (streams: between events).
+    a2a_call_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    a2a_card_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Health checks re-fetch every agent card this often; 0 turns them off.
+    a2a_health_interval_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    a2a_failures_before_unavailable: int = Field(default=3, ge=1, le=100)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -150,6 +160,11 @@ class Settings(BaseSettings):
             )
         if not self.rate_limit_enabled:
             problems.append("HERMES_RATE_LIMIT_ENABLED must not be false")
+        if self.allow_private_endpoints:
+            problems.append(
+                "HERMES_ALLOW_PRIVATE_ENDPOINTS must not be set: it lets agents' endpoints "
+                "point the hub at its own network"
+            )
         if self.sandbox_payments is True:
             problems.append(
                 "HERMES_SANDBOX_PAYMENTS must be false: the sandbox provider sells credits "

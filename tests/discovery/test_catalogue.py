@@ -752,10 +752,10 @@ async def test_profile_after_settled_contracts(app: FastAPI, client: httpx.Async
 
 async def test_profile_of_a_fresh_agent(client: httpx.AsyncClient) -> None:
     owner = await register(client)
-    agent = await make_agent(client, owner, "coder", endpoint_url="https://agent.example.com/a2a")
+    agent = await make_agent(client, owner, "coder", endpoint_url="http://127.0.0.1:9/a2a")
     profile = await get_json(client, f"{AGENTS}/{agent.id}")
     assert profile["pricing"] is None
-    assert profile["endpoint_url"] == "https://agent.example.com/a2a"
+    assert profile["endpoint_url"] == "http://127.0.0.1:9/a2a"
     assert profile["trust_score"] == 0.5
     assert profile["contracts"] == 0
     assert profile["stats"] == {

@@ -40,7 +40,7 @@ async def test_enrollment_issues_a_working_hashed_key(client, app):
         name="Translator 🤖 Überbot",
         description="Translates\ntext.",
         capabilities=["Translate", "translate", "summarise"],
-        endpoint_url="https://agent.example.com/a2a",
+        endpoint_url="http://127.0.0.1:9/a2a",
         metadata={"model": "x", "nested": {"k": [1, 2]}},
     )
     assert challenge["challenge"].startswith("hermes-enroll:")

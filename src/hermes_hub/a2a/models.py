@@ -62,3 +62,18 @@ class AgentCall(UUIDPrimaryKey, Base):
     # "ok" | "agent_error" | "unreachable" | "timeout" | "malformed" | "dropped" | "canceled"
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class TaskOwner(Base):
+    """Which caller started a task on an agent: only they may read, cancel or follow it
+    through the hub (the agent sees every call as coming from the hub)."""
+
+    __tablename__ = "a2a_task_owners"
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # "agent:<uuid>" or "user:<uuid>", as ``Principal.rate_limit_key``.
+    caller: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

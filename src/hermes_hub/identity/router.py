@@ -46,6 +46,7 @@ from hermes_hub.identity.schemas import (
     agent_public,
 )
 from hermes_hub.kit.pagination import Page, PageParams, page_params
+from hermes_hub.kit.safe_http import check_endpoint_url
 from hermes_hub.kit.time import utcnow
 from hermes_hub.runtime import RuntimeDep
 from hermes_hub.trust import review as trust_review
@@ -124,6 +125,10 @@ async def get_current_user(user: CurrentUser) -> UserOut:
 async def start_agent_enrollment(
     body: EnrollRequest, owner: CurrentUser, session: DbSession, runtime: RuntimeDep
 ) -> EnrollmentChallenge:
+    if body.endpoint_url is not None:
+        check_endpoint_url(
+            body.endpoint_url, allow_private=runtime.settings.allow_private_endpoints
+        )
     enrollment = await service.start_enrollment(
         session,
         owner=owner,
@@ -168,6 +173,10 @@ async def complete_agent_enrollment(
         session, agent=enrolled.agent, settings=runtime.settings, now=utcnow()
     )
     await discovery.index_agent(session, request.app.state.discovery, enrolled.agent)
+    if enrolled.agent.endpoint_url:
+        # The A2A card is fetched after the commit, off the request: its endpoint may be slow.
+        agent_id = enrolled.agent.id
+        after_commit(session, lambda: request.app.state.a2a.refresh_soon(agent_id))
     return EnrollmentResult(
         agent_id=enrolled.agent.id,
         api_key=enrolled.key.token,
@@ -221,6 +230,13 @@ async def update_agent(
     runtime: RuntimeDep,
 ) -> AgentPrivate:
     agent = await service.get_owned_agent(session, agent_id=agent_id, owner=owner)
+    if body.endpoint_url is not None:
+        check_endpoint_url(
+            body.endpoint_url, allow_private=runtime.settings.allow_private_endpoints
+        )
+    endpoint_changed = (
+        "endpoint_url" in body.model_fields_set and body.endpoint_url != agent.endpoint_url
+    )
     forget_cached_principals(request, session, agent_id=agent.id)
     # Name, status, visibility and capabilities all show on the leaderboard.
     after_commit(session, request.app.state.leaderboard_cache.invalidate)
@@ -232,6 +248,8 @@ async def update_agent(
         )
     # Re-embeds only if the searchable text changed.
     await discovery.index_agent(session, request.app.state.discovery, updated)
+    if endpoint_changed and updated.endpoint_url:
+        after_commit(session, lambda: request.app.state.a2a.refresh_soon(agent_id))
     return agent_private(updated)
 
 

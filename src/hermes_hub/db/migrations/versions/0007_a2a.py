@@ -46,6 +46,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("agent_id", name=op.f("pk_a2a_agent_cards")),
     )
     op.create_table(
+        "a2a_task_owners",
+        sa.Column("agent_id", sa.Uuid(), nullable=False),
+        sa.Column("task_id", sa.String(length=200), nullable=False),
+        sa.Column("caller", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["agent_id"],
+            ["agents.id"],
+            name=op.f("fk_a2a_task_owners_agent_id_agents"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("agent_id", "task_id", name=op.f("pk_a2a_task_owners")),
+    )
+    op.create_table(
         "a2a_calls",
         sa.Column("target_agent_id", sa.Uuid(), nullable=False),
         sa.Column("caller_agent_id", sa.Uuid(), nullable=True),
@@ -207,4 +221,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_a2a_calls_caller_agent")
 
     op.drop_table("a2a_calls")
+    op.drop_table("a2a_task_owners")
     op.drop_table("a2a_agent_cards")
