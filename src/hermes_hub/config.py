@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # How long the hub waits for an agent's answer to one call (streams: between events).
     a2a_call_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     a2a_card_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # The whole card fetch, body included (a server trickling bytes is cut off here).
+    a2a_card_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # Health checks re-fetch every agent card this often; 0 turns them off.
     a2a_health_interval_seconds: float = Field(default=300.0, ge=0, le=86_400)
     a2a_failures_before_unavailable: int = Field(default=3, ge=1, le=100)

@@ -37,8 +37,12 @@ class A2AHub:
         self.settings = settings
         self._database = database
         self._discovery = discovery
+        card_timeout = settings.a2a_card_timeout_seconds
         self.card_policy = OutboundPolicy(
             allow_private=settings.allow_private_endpoints,
+            connect_timeout=min(5.0, card_timeout),
+            read_timeout=card_timeout,
+            total_timeout=card_timeout,
             max_response_bytes=settings.a2a_card_max_bytes,
         )
         self.call_policy = OutboundPolicy(allow_private=settings.allow_private_endpoints)
