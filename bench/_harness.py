@@ -236,11 +236,17 @@ def hub_env(data_dir: Path, database_url: str, redis_url: str | None) -> dict[st
 
 
 def start_hub(
-    procs: Processes, *, name: str, workdir: Path, database_url: str, redis_url: str | None
+    procs: Processes,
+    *,
+    name: str,
+    workdir: Path,
+    database_url: str,
+    redis_url: str | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
     data_dir = workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = clean_env(hub_env(data_dir, database_url, redis_url))
+    env = clean_env(hub_env(data_dir, database_url, redis_url) | (extra_env or {}))
     log_path = workdir / f"{name}.log"
     hermes = executable("hermes")
     with log_path.open("ab") as log:
@@ -340,9 +346,9 @@ def register_owner(client: httpx.Client) -> Owner:
     password = secrets.token_urlsafe(24)
     body = {"email": email, "password": password}
     response = client.post("/api/v1/auth/register", json=body)
-    _expect(response, 201)
+    expect(response, 201)
     response = client.post("/api/v1/auth/login", json=body)
-    _expect(response, 200)
+    expect(response, 200)
     return Owner(email=email, token=str(response.json()["access_token"]))
 
 
@@ -358,17 +364,17 @@ def enroll_agent(client: httpx.Client, owner: Owner) -> str:
     """Enroll one agent through the public API and return its API key."""
     key = Ed25519PrivateKey.generate()
     response = client.post("/api/v1/agents/enroll", json=enroll_payload(key), headers=owner.headers)
-    _expect(response, 201)
+    expect(response, 201)
     challenge = response.json()
     response = client.post(
         f"/api/v1/agents/enroll/{challenge['enrollment_id']}/respond",
         json=respond_payload(key, challenge["challenge"]),
     )
-    _expect(response, 201)
+    expect(response, 201)
     return str(response.json()["api_key"])
 
 
-def _expect(response: httpx.Response, status: int) -> None:
+def expect(response: httpx.Response, status: int) -> None:
     if response.status_code != status:
         raise RuntimeError(
             f"{response.request.method} {response.request.url.path} answered "
@@ -502,7 +508,14 @@ PYTHON_CLIENTS = ("python-asyncio", "python-httpx")
 
 
 def run_pyload(
-    url: str, *, headers: dict[str, str], concurrency: int, duration_s: float, client: str
+    url: str,
+    *,
+    headers: dict[str, str],
+    concurrency: int,
+    duration_s: float,
+    client: str,
+    body_file: Path | None = None,
+    expect: str | None = None,
 ) -> LoadResult:
     """A Python load client in its own process, so it does not share this one's interpreter."""
     args = [
@@ -520,6 +533,10 @@ def run_pyload(
     ]
     for name, value in headers.items():
         args += ["--header", f"{name}: {value}"]
+    if body_file is not None:
+        args += ["--body-file", str(body_file)]
+    if expect is not None:
+        args += ["--expect", expect]
     completed = subprocess.run(  # noqa: S603 - our own interpreter and script, no shell
         args, capture_output=True, text=True, timeout=duration_s + 60, check=False
     )
@@ -554,8 +571,16 @@ class _Tally:
         )
 
 
-async def _raw_worker(host: str, port: int, request: bytes, deadline: float, tally: _Tally) -> None:
-    """One keep-alive HTTP/1.1 connection sending a fixed GET back to back.
+async def _raw_worker(
+    host: str,
+    port: int,
+    request: bytes,
+    deadline: float,
+    tally: _Tally,
+    expect: bytes | None = None,
+) -> None:
+    """One keep-alive HTTP/1.1 connection sending a fixed request back to back; with
+    ``expect``, a 200 whose body lacks it counts as an error (JSON-RPC errors come as 200).
 
     Hand-rolled because httpx's pool costs more per request than the hub's bare app
     (measured here: httpx tops out near 140 req/s at 50 connections, wrk near 6000),
@@ -578,23 +603,31 @@ async def _raw_worker(host: str, port: int, request: bytes, deadline: float, tal
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
-                await reader.readexactly(length)
+                body = await reader.readexactly(length)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             tally.error(type(exc).__name__)
             if writer is not None:
                 writer.close()
             reader = writer = None
             continue
-        if status == 200:
-            tally.latencies.append(time.perf_counter() - t0)
-        else:
+        if status != 200:
             tally.error(f"status_{status}")
+        elif expect is not None and expect not in body:
+            tally.error("unexpected_body")
+        else:
+            tally.latencies.append(time.perf_counter() - t0)
     if writer is not None:
         writer.close()
 
 
 async def _pyload(
-    client: str, url: str, headers: dict[str, str], concurrency: int, duration_s: float
+    client: str,
+    url: str,
+    headers: dict[str, str],
+    concurrency: int,
+    duration_s: float,
+    body: bytes | None = None,
+    expect: bytes | None = None,
 ) -> LoadResult:
     tally = _Tally()
     cpu0 = time.process_time()
@@ -603,11 +636,17 @@ async def _pyload(
     if client == "python-asyncio":
         parsed = httpx.URL(url)
         port = parsed.port or 80
-        lines = [f"GET {parsed.raw_path.decode()} HTTP/1.1", f"Host: {parsed.host}:{port}"]
+        method = "GET" if body is None else "POST"
+        lines = [f"{method} {parsed.raw_path.decode()} HTTP/1.1", f"Host: {parsed.host}:{port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
         await asyncio.gather(
-            *(_raw_worker(parsed.host, port, request, deadline, tally) for _ in range(concurrency))
+            *(
+                _raw_worker(parsed.host, port, request, deadline, tally, expect)
+                for _ in range(concurrency)
+            )
         )
     else:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -823,13 +862,19 @@ def _main(argv: Sequence[str] | None = None) -> None:
     load_cmd.add_argument("--concurrency", type=int, default=50)
     load_cmd.add_argument("--duration", type=float, default=10.0)
     load_cmd.add_argument("--header", action="append", default=[])
+    load_cmd.add_argument("--body-file", type=Path, help="POST this file's bytes (asyncio client)")
+    load_cmd.add_argument("--expect", help="a 200 must contain this text to count")
     args = parser.parse_args(argv)
     if args.command == "serve-bare":
         serve_bare(args.port)
         return
     headers = dict(h.split(": ", 1) for h in args.header)
     install_fast_loop()
-    result = asyncio.run(_pyload(args.client, args.url, headers, args.concurrency, args.duration))
+    body = args.body_file.read_bytes() if args.body_file else None
+    expect = args.expect.encode() if args.expect else None
+    result = asyncio.run(
+        _pyload(args.client, args.url, headers, args.concurrency, args.duration, body, expect)
+    )
     print(json.dumps(result.__dict__))
 
 

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     # Health checks re-fetch every agent card this often; 0 turns them off.
     a2a_health_interval_seconds: float = Field(default=300.0, ge=0, le=86_400)
     a2a_failures_before_unavailable: int = Field(default=3, ge=1, le=100)
+    # How long a worker reuses an allowed call's ACL decision for the same caller and agent.
+    a2a_acl_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

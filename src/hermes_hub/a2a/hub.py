@@ -48,6 +48,7 @@ class A2AHub:
         self.call_policy = OutboundPolicy(allow_private=settings.allow_private_endpoints)
         self.pool = UpstreamPool(self.call_policy, call_timeout=settings.a2a_call_timeout_seconds)
         self.recorder = CallRecorder(database)
+        self.plans = service.PlanCache(settings.a2a_acl_cache_seconds)
         self.dispatcher = JsonRpcDispatcher(
             request_handler=HubRequestHandler(self.pool, self.recorder),
             context_builder=GatewayContextBuilder(),
@@ -94,6 +95,7 @@ class A2AHub:
 
         record = await in_transaction(self._database, store)
         self.pool.forget(agent_id)
+        self.plans.forget(agent_id)
         return record
 
     async def _count_failure(self, agent_id: uuid.UUID, error: str) -> None:

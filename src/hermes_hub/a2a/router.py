@@ -182,7 +182,11 @@ async def a2a_jsonrpc(
 ) -> Response:
     hub = _hub(request)
     plan = await plan_call(
-        _database(request), _limiter(request), agent_id=agent_id, principal=principal
+        _database(request),
+        _limiter(request),
+        agent_id=agent_id,
+        principal=principal,
+        cache=hub.plans,
     )
     try:
         upstream = await _upstream(request, plan)
@@ -449,7 +453,11 @@ async def execute(
 ) -> Response:
     hub = _hub(request)
     plan = await plan_call(
-        _database(request), _limiter(request), agent_id=body.agent_id, principal=principal
+        _database(request),
+        _limiter(request),
+        agent_id=body.agent_id,
+        principal=principal,
+        cache=hub.plans,
     )
     try:
         upstream = await _upstream(request, plan)

@@ -6,6 +6,7 @@ seconds, and on SQLite an open write transaction would hold up every other write
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,8 +74,56 @@ def _refusal(agent: Agent, decision: Decision) -> HubError:
     )
 
 
+class PlanCache:
+    """Recent call plans per (agent, caller), so a busy caller's calls skip the ACL queries.
+
+    Only allowed plans are kept, for ``ttl`` seconds: a rule, visibility or status change
+    reaches a cached caller within that time (at once on the worker that made the change,
+    which calls ``forget``). Rate limits are counted on every call regardless.
+    """
+
+    MAX_ENTRIES = 50_000
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._plans: dict[tuple[uuid.UUID, str], tuple[float, CallPlan]] = {}
+
+    def get(self, agent_id: uuid.UUID, caller_key: str) -> CallPlan | None:
+        found = self._plans.get((agent_id, caller_key))
+        if found is None:
+            return None
+        expires, plan = found
+        if time.monotonic() >= expires:
+            del self._plans[(agent_id, caller_key)]
+            return None
+        return plan
+
+    def put(self, plan: CallPlan) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._plans) >= self.MAX_ENTRIES:
+            now = time.monotonic()
+            self._plans = {k: v for k, v in self._plans.items() if v[0] > now}
+            if len(self._plans) >= self.MAX_ENTRIES:
+                self._plans.clear()
+        self._plans[(plan.agent_id, plan.caller_key)] = (time.monotonic() + self._ttl, plan)
+
+    def forget(self, agent_id: uuid.UUID | None = None) -> None:
+        """Drop the plans for one agent (its card, settings or rules changed), or all."""
+        if agent_id is None:
+            self._plans.clear()
+            return
+        for key in [key for key in self._plans if key[0] == agent_id]:
+            del self._plans[key]
+
+
 async def plan_call(
-    database: Database, limiter: RateLimiter, *, agent_id: uuid.UUID, principal: Principal
+    database: Database,
+    limiter: RateLimiter,
+    *,
+    agent_id: uuid.UUID,
+    principal: Principal,
+    cache: PlanCache | None = None,
 ) -> CallPlan:
     """Check that ``principal`` may call the agent now; raise the matching problem if not.
 
@@ -82,6 +131,21 @@ async def plan_call(
     ``approval_required`` (the request is filed for the owner), 409 ``no_endpoint``,
     502 ``agent_paused``, 429 over the caller's hourly limit.
     """
+    plan = cache.get(agent_id, principal.rate_limit_key) if cache is not None else None
+    if plan is None:
+        plan = await _load_plan(database, agent_id=agent_id, principal=principal)
+        if cache is not None:
+            cache.put(plan)
+    if plan.decision.max_calls_per_hour is not None:
+        await limiter.hit(
+            parse(f"{plan.decision.max_calls_per_hour}/hour"),
+            f"agent-calls:{agent_id}",
+            principal.rate_limit_key,
+        )
+    return plan
+
+
+async def _load_plan(database: Database, *, agent_id: uuid.UUID, principal: Principal) -> CallPlan:
     async with database.read_sessions() as session:
         agent = await session.get(Agent, agent_id)
         if agent is None or agent.status == AgentStatus.BANNED.value:
@@ -122,12 +186,6 @@ async def plan_call(
             "This agent is paused by its owner and takes no calls.",
             status=502,
             code="agent_paused",
-        )
-    if decision.max_calls_per_hour is not None:
-        await limiter.hit(
-            parse(f"{decision.max_calls_per_hour}/hour"),
-            f"agent-calls:{agent_id}",
-            principal.rate_limit_key,
         )
     return CallPlan(
         agent_id=agent.id,

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import Field, model_validator
 
-from hermes_hub.db.session import DbSession
+from hermes_hub.db.session import DbSession, after_commit
 from hermes_hub.identity import permissions
 from hermes_hub.identity.deps import CurrentUser
 from hermes_hub.identity.models import (
@@ -107,6 +107,13 @@ class OrgRuleOut(OutputModel):
     created_at: datetime
 
 
+def _forget_plans(request: Request, session: DbSession, agent_id: uuid.UUID | None) -> None:
+    """Calls already allowed are re-checked at once on this worker (others within the
+    gateway's short ACL cache time)."""
+    plans = request.app.state.a2a.plans
+    after_commit(session, lambda: plans.forget(agent_id))
+
+
 def _rule_out(rule: AgentPermission) -> RuleOut:
     return RuleOut.model_validate(rule)
 
@@ -148,6 +155,7 @@ async def list_agent_permissions(
 
 
 async def _set_rule(
+    request: Request,
     session: DbSession,
     *,
     agent_id: uuid.UUID,
@@ -165,6 +173,7 @@ async def _set_rule(
         by=user,
         now=utcnow(),
     )
+    _forget_plans(request, session, agent.id)
     return _rule_out(rule)
 
 
@@ -177,10 +186,10 @@ async def _set_rule(
     "subject's previous rule and approves its open access request.",
 )
 async def allow_caller(
-    agent_id: uuid.UUID, body: RuleIn, user: CurrentUser, session: DbSession
+    agent_id: uuid.UUID, body: RuleIn, user: CurrentUser, session: DbSession, request: Request
 ) -> RuleOut:
     return await _set_rule(
-        session, agent_id=agent_id, body=body, effect=PermissionEffect.ALLOW, user=user
+        request, session, agent_id=agent_id, body=body, effect=PermissionEffect.ALLOW, user=user
     )
 
 
@@ -192,10 +201,10 @@ async def allow_caller(
     "calls excepted). Replaces the subject's previous rule and denies its open request.",
 )
 async def deny_caller(
-    agent_id: uuid.UUID, body: DenyIn, user: CurrentUser, session: DbSession
+    agent_id: uuid.UUID, body: DenyIn, user: CurrentUser, session: DbSession, request: Request
 ) -> RuleOut:
     return await _set_rule(
-        session, agent_id=agent_id, body=body, effect=PermissionEffect.DENY, user=user
+        request, session, agent_id=agent_id, body=body, effect=PermissionEffect.DENY, user=user
     )
 
 
@@ -205,14 +214,20 @@ async def deny_caller(
     operation_id="delete_agent_rule",
 )
 async def delete_agent_rule(
-    agent_id: uuid.UUID, rule_id: uuid.UUID, user: CurrentUser, session: DbSession
+    agent_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    user: CurrentUser,
+    session: DbSession,
+    request: Request,
 ) -> Response:
     agent = await permissions.managed_agent(session, agent_id=agent_id, user=user)
     await permissions.delete_agent_rule(session, agent=agent, rule_id=rule_id)
+    _forget_plans(request, session, agent.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 async def _decide(
+    request: Request,
     session: DbSession,
     *,
     agent_id: uuid.UUID,
@@ -231,6 +246,7 @@ async def _decide(
         by=user,
         now=utcnow(),
     )
+    _forget_plans(request, session, agent.id)
     return _request_out(decided)
 
 
@@ -245,10 +261,17 @@ async def approve_request(
     request_id: uuid.UUID,
     user: CurrentUser,
     session: DbSession,
+    request: Request,
     body: Annotated[DecisionIn | None, Body()] = None,
 ) -> AccessRequestOut:
     return await _decide(
-        session, agent_id=agent_id, request_id=request_id, approve=True, body=body, user=user
+        request,
+        session,
+        agent_id=agent_id,
+        request_id=request_id,
+        approve=True,
+        body=body,
+        user=user,
     )
 
 
@@ -259,10 +282,20 @@ async def approve_request(
     description="Deny a pending request: the requester gets a deny rule.",
 )
 async def deny_request(
-    agent_id: uuid.UUID, request_id: uuid.UUID, user: CurrentUser, session: DbSession
+    agent_id: uuid.UUID,
+    request_id: uuid.UUID,
+    user: CurrentUser,
+    session: DbSession,
+    request: Request,
 ) -> AccessRequestOut:
     return await _decide(
-        session, agent_id=agent_id, request_id=request_id, approve=False, body=None, user=user
+        request,
+        session,
+        agent_id=agent_id,
+        request_id=request_id,
+        approve=False,
+        body=None,
+        user=user,
     )
 
 
@@ -274,7 +307,7 @@ async def deny_request(
     "organization (org owners and admins). An agent-level deny still wins.",
 )
 async def allow_org_caller(
-    org_id: uuid.UUID, body: RuleIn, user: CurrentUser, session: DbSession
+    org_id: uuid.UUID, body: RuleIn, user: CurrentUser, session: DbSession, request: Request
 ) -> OrgRuleOut:
     rule = await permissions.set_organization_allow(
         session,
@@ -284,6 +317,7 @@ async def allow_org_caller(
         by=user,
         now=utcnow(),
     )
+    _forget_plans(request, session, None)
     return _org_rule_out(rule)
 
 
@@ -305,11 +339,16 @@ async def list_org_rules(
     operation_id="delete_organization_rule",
 )
 async def delete_org_rule(
-    org_id: uuid.UUID, rule_id: uuid.UUID, user: CurrentUser, session: DbSession
+    org_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    user: CurrentUser,
+    session: DbSession,
+    request: Request,
 ) -> Response:
     await permissions.delete_organization_rule(
         session, organization_id=org_id, rule_id=rule_id, user=user
     )
+    _forget_plans(request, session, None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -248,8 +248,10 @@ async def update_agent(
         )
     # Re-embeds only if the searchable text changed.
     await discovery.index_agent(session, request.app.state.discovery, updated)
+    a2a = request.app.state.a2a
+    after_commit(session, lambda: a2a.plans.forget(agent_id))
     if endpoint_changed and updated.endpoint_url:
-        after_commit(session, lambda: request.app.state.a2a.refresh_soon(agent_id))
+        after_commit(session, lambda: a2a.refresh_soon(agent_id))
     return agent_private(updated)
 
 
