@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from a2a.client import Client
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import RequestHandler
@@ -138,9 +137,6 @@ class HubRequestHandler(RequestHandler):
             call.finish("rejected", "task not found for this caller")
             raise TaskNotFoundError
 
-    def _client(self, call: GatewayCall, *, streaming: bool) -> Client:
-        return self._pool.client(call.upstream, streaming=streaming)
-
     async def _forward_one(self, call: GatewayCall, stream: AsyncIterator[StreamResponse]) -> Event:
         try:
             async with deadline(call.call_timeout, what="the agent's answer"):
@@ -205,8 +201,8 @@ class HubRequestHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         call = _call(context)
-        client = self._client(call, streaming=False)
-        event = await self._forward_one(call, client.send_message(params))
+        async with self._pool.lease(call.upstream, streaming=False) as client:
+            event = await self._forward_one(call, client.send_message(params))
         if not isinstance(event, Task | Message):
             raise call.fail(
                 UpstreamFailure(
@@ -222,23 +218,23 @@ class HubRequestHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         call = _call(context)
-        client = self._client(call, streaming=True)
-        async for event in self._forward_stream(call, client.send_message(params)):
-            yield event
+        async with self._pool.lease(call.upstream, streaming=True) as client:
+            async for event in self._forward_stream(call, client.send_message(params)):
+                yield event
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
         call = _call(context)
         await self._own(call, params.id)
-        client = self._client(call, streaming=False)
-        return await self._forward_task(call, client.get_task(params))
+        async with self._pool.lease(call.upstream, streaming=False) as client:
+            return await self._forward_task(call, client.get_task(params))
 
     async def on_cancel_task(
         self, params: CancelTaskRequest, context: ServerCallContext
     ) -> Task | None:
         call = _call(context)
         await self._own(call, params.id)
-        client = self._client(call, streaming=False)
-        return await self._forward_task(call, client.cancel_task(params))
+        async with self._pool.lease(call.upstream, streaming=False) as client:
+            return await self._forward_task(call, client.cancel_task(params))
 
     async def _forward_task(self, call: GatewayCall, pending: Awaitable[Task]) -> Task:
         async def one() -> AsyncIterator[StreamResponse]:
@@ -253,9 +249,9 @@ class HubRequestHandler(RequestHandler):
     ) -> AsyncGenerator[Event]:
         call = _call(context)
         await self._own(call, params.id)
-        client = self._client(call, streaming=True)
-        async for event in self._forward_stream(call, client.subscribe(params)):
-            yield event
+        async with self._pool.lease(call.upstream, streaming=True) as client:
+            async for event in self._forward_stream(call, client.subscribe(params)):
+                yield event
 
     # ---- not offered through the hub ----
 

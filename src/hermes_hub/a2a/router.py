@@ -3,6 +3,7 @@ management, the call log, and the execute API for callers that do not speak A2A.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -471,9 +472,11 @@ async def execute(
     message = _request_of(body)
     if body.stream and upstream.streaming:
         return await _execute_stream(hub, call, message)
-    client = hub.pool.client(upstream, streaming=False)
     try:
-        async with deadline(call.call_timeout, what="the agent's answer"):
+        async with (
+            hub.pool.lease(upstream, streaming=False) as client,
+            deadline(call.call_timeout, what="the agent's answer"),
+        ):
             async for response in client.send_message(message):
                 event = getattr(response, response.WhichOneof("payload") or "task")
                 hub.recorder.remember_task(upstream.agent_id, _task_of(event), call.caller_key)
@@ -531,7 +534,9 @@ _STREAM_EVENT_NAMES: dict[str, Literal["task", "message", "status", "artifact"]]
 
 
 async def _execute_stream(hub: A2AHub, call: GatewayCall, message: SendMessageRequest) -> Response:
-    client = hub.pool.client(call.upstream, streaming=True)
+    # The lease lasts as long as the stream does: it ends in body()'s finally.
+    lease = contextlib.AsyncExitStack()
+    client = await lease.enter_async_context(hub.pool.lease(call.upstream, streaming=True))
     stream = client.send_message(message)
     # The first event decides between a 200 stream and a 502/504 problem.
     try:
@@ -539,6 +544,7 @@ async def _execute_stream(hub: A2AHub, call: GatewayCall, message: SendMessageRe
     except StopAsyncIteration:
         first = StreamResponse()
     except Exception as exc:
+        await lease.aclose()
         failure = classify(exc) or UpstreamFailure(
             "agent_error", 502, "agent_error", f"The agent refused the call: {exc}"
         )
@@ -577,6 +583,7 @@ async def _execute_stream(hub: A2AHub, call: GatewayCall, message: SendMessageRe
                 {"status": failure.status, "code": failure.code, "detail": failure.detail},
             )
         finally:
+            await lease.aclose()
             call.finish("dropped")
             call.record(hub.recorder)
 

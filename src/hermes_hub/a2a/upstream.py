@@ -7,8 +7,10 @@ that resolve to the same address.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
@@ -114,46 +116,83 @@ def classify(exc: BaseException) -> UpstreamFailure | None:
     )
 
 
+@dataclass
+class _Shard:
+    http: httpx.AsyncClient
+    clients: dict[tuple[Upstream, bool], Client] = field(default_factory=dict)
+    in_flight: int = 0
+
+
 class UpstreamPool:
+    """HTTP clients per upstream origin, in shards of a few connections each.
+
+    httpcore scans every connection of a pool (with a socket poll for each idle one) twice
+    per request, so one big pool costs more per call the busier it gets. Small pools keep
+    that scan short; a call takes the least busy shard, and a new shard opens when all are
+    full, up to ``MAX_SHARDS``.
+    """
+
+    CONNECTIONS_PER_SHARD = 4
+    MAX_SHARDS = 64
+
     def __init__(self, policy: OutboundPolicy, *, call_timeout: float) -> None:
         self._policy = policy
         self._timeout = httpx.Timeout(
             connect=policy.connect_timeout, read=call_timeout, write=call_timeout, pool=call_timeout
         )
-        self._http: dict[tuple[str, str, int | None, str], httpx.AsyncClient] = {}
-        self._clients: dict[tuple[Upstream, bool], Client] = {}
+        self._shards: dict[tuple[str, str, int | None, str], list[_Shard]] = {}
 
-    def _http_client(self, upstream: Upstream) -> httpx.AsyncClient:
+    def _new_shard(self) -> _Shard:
+        limits = httpx.Limits(
+            max_connections=self.CONNECTIONS_PER_SHARD,
+            max_keepalive_connections=self.CONNECTIONS_PER_SHARD,
+        )
+        http = httpx.AsyncClient(
+            transport=GuardedTransport(self._policy, inner=httpx.AsyncHTTPTransport(limits=limits)),
+            timeout=self._timeout,
+            # A JSON-RPC POST is not re-sent to wherever a redirect points.
+            follow_redirects=False,
+            trust_env=False,
+        )
+        return _Shard(http)
+
+    def _shard_for(self, upstream: Upstream) -> _Shard:
         parts = urlsplit(upstream.rpc_url)
         key = (parts.scheme, parts.hostname or "", parts.port, upstream.protocol_version)
-        client = self._http.get(key)
-        if client is None:
-            client = httpx.AsyncClient(
-                transport=GuardedTransport(self._policy, inner=httpx.AsyncHTTPTransport()),
-                timeout=self._timeout,
-                # A JSON-RPC POST is not re-sent to wherever a redirect points.
-                follow_redirects=False,
-                trust_env=False,
-            )
-            self._http[key] = client
-        return client
+        shards = self._shards.setdefault(key, [])
+        best = min(shards, key=lambda shard: shard.in_flight, default=None)
+        if best is None or (
+            best.in_flight >= self.CONNECTIONS_PER_SHARD and len(shards) < self.MAX_SHARDS
+        ):
+            best = self._new_shard()
+            shards.append(best)
+        return best
 
-    def client(self, upstream: Upstream, *, streaming: bool) -> Client:
+    @contextlib.asynccontextmanager
+    async def lease(self, upstream: Upstream, *, streaming: bool) -> AsyncIterator[Client]:
+        """An a2a-sdk client for the agent, counted as busy until the block ends."""
+        shard = self._shard_for(upstream)
         key = (upstream, streaming)
-        client = self._clients.get(key)
+        client = shard.clients.get(key)
         if client is None:
-            config = ClientConfig(streaming=streaming, httpx_client=self._http_client(upstream))
+            config = ClientConfig(streaming=streaming, httpx_client=shard.http)
             client = ClientFactory(config).create(upstream.card())
-            self._clients[key] = client
-        return client
+            shard.clients[key] = client
+        shard.in_flight += 1
+        try:
+            yield client
+        finally:
+            shard.in_flight -= 1
 
     def forget(self, agent_id: uuid.UUID) -> None:
-        """Drop cached clients for an agent whose card changed (their HTTP pools stay shared)."""
-        for key in [key for key in self._clients if key[0].agent_id == agent_id]:
-            del self._clients[key]
+        """Drop cached clients for an agent whose card changed (the HTTP pools stay)."""
+        for shards in self._shards.values():
+            for shard in shards:
+                for key in [key for key in shard.clients if key[0].agent_id == agent_id]:
+                    del shard.clients[key]
 
     async def aclose(self) -> None:
-        self._clients.clear()
-        clients, self._http = list(self._http.values()), {}
-        for client in clients:
-            await client.aclose()
+        all_shards = [shard for shards in self._shards.values() for shard in shards]
+        self._shards = {}
+        for shard in all_shards:
+            await shard.http.aclose()

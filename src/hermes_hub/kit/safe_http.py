@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import socket
@@ -174,7 +175,9 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return addresses
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> IPAddress | None:
+    # Cached: the gateway parses the same few hosts on every forwarded call.
     try:
         return ipaddress.ip_address(text)
     except ValueError:
