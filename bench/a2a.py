@@ -159,8 +159,14 @@ def prepare(hub: h.Server, agent: h.Server) -> tuple[str, str]:
 
 
 def run(
-    url: str, headers: dict[str, str], body: Path, concurrency: int, seconds: float
+    url: str,
+    headers: dict[str, str],
+    body: Path,
+    concurrency: int,
+    seconds: float,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    before = {name: h.process_cpu_seconds(pid) for name, pid in (pids or {}).items()}
     result = h.run_pyload(
         url,
         headers=headers,
@@ -170,7 +176,12 @@ def run(
         body_file=body,
         expect=EXPECT,
     )
-    return result.as_dict()
+    entry = result.as_dict()
+    for name, pid in (pids or {}).items():
+        start, end = before[name], h.process_cpu_seconds(pid)
+        if start is not None and end is not None and result.ok:
+            entry[f"{name}_cpu_ms_per_call"] = round((end - start) * 1000 / result.ok, 3)
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "direct": (f"{agent.base_url}/rpc", a2a_headers),
             "hub": (gateway_url, a2a_headers | {"Authorization": f"Bearer {caller_key}"}),
         }
+        pids = {"agent": agent.process.pid, "hub": hub.process.pid}
         for url, headers in targets.values():
             run(url, headers, body, args.concurrency, args.warmup)
         for callers in (1, args.concurrency):
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(targets) if index % 2 == 0 else list(reversed(targets))
                 for name in order:
                     url, headers = targets[name]
-                    entry = run(url, headers, body, callers, args.duration)
+                    entry = run(url, headers, body, callers, args.duration, pids)
                     entry |= {"round": index + 1, "callers": callers, "loadavg": h.loadavg()}
                     rounds.setdefault(f"{name}@{callers}", []).append(entry)
                     print(f"{callers:2d} callers, round {index + 1} {name:6s} {h.describe(entry)}")
@@ -230,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             median(f"hub@{many}", "requests_per_s") / median(f"direct@{many}", "requests_per_s"), 3
         ),
     }
+    summary["hub_cpu_ms_per_call"] = median(f"hub@{many}", "hub_cpu_ms_per_call")
+    summary["agent_cpu_ms_per_call"] = median(f"direct@{many}", "agent_cpu_ms_per_call")
     summary["meets_added_p50_goal"] = summary["added_p50_ms_one_caller"] < GOAL_ADDED_P50_MS
     summary["meets_throughput_goal"] = summary["throughput_ratio"] >= GOAL_THROUGHPUT_RATIO
     data = {
@@ -248,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         "goals": {"added_p50_ms": GOAL_ADDED_P50_MS, "throughput_ratio": GOAL_THROUGHPUT_RATIO},
         "summary": summary,
         "medians": {
-            key: {field: median(key, field) for field in ("requests_per_s", "p50_ms", "p95_ms")}
+            key: {
+                field: median(key, field)
+                for field in ("requests_per_s", "p50_ms", "p95_ms")
+                + (("hub_cpu_ms_per_call",) if key.startswith("hub") else ())
+                + ("agent_cpu_ms_per_call",)
+            }
             for key in rounds
         },
         "rounds": rounds,

@@ -158,14 +158,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(events_router)
+    # The A2A gateway first: a forwarded call should not pay for matching every API route.
     for router in (
+        *a2a_routers,
         *identity_routers,
         *permission_routers,
         *ledger_routers,
         *mesh_routers,
         *trust_routers,
         *discovery_routers,
-        *a2a_routers,
     ):
         app.include_router(router)
 
