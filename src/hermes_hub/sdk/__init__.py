@@ -1,5 +1,6 @@
 """Client SDK for Hermes Hub. Talks HTTP only; never imports server code beyond schemas."""
 
+from hermes_hub.sdk.agent import Agent, AgentHandle, Bid, Contract
 from hermes_hub.sdk.client import HubApiError, HubClient
 from hermes_hub.sdk.errors import (
     AgentUnavailable,
@@ -20,10 +21,14 @@ from hermes_hub.sdk.hermes import HermesClient, SyncHermesClient
 from hermes_hub.sdk.keys import generate_private_key, load_private_key, public_key_b64, sign_b64
 
 __all__ = [
+    "Agent",
+    "AgentHandle",
     "AgentUnavailable",
     "ApprovalRequired",
     "AuthenticationError",
+    "Bid",
     "Conflict",
+    "Contract",
     "EventStream",
     "HermesClient",
     "HermesError",
