@@ -18,6 +18,11 @@ PUBLIC_ROUTES = {
     ("GET", "/api/v1/marketplace/categories"),
     ("GET", "/api/v1/marketplace/featured"),
     ("POST", "/api/v1/compare"),
+    # A2A discovery: agent cards (a private agent's card is 404 without a caller allowed to
+    # see it; see tests/a2a) and the hub's AI Catalog of public agents.
+    ("GET", "/a2a/agents/{agent_id}/.well-known/agent-card.json"),
+    ("GET", "/a2a/agents/{agent_id}/.well-known/agent.json"),
+    ("GET", "/.well-known/ai-catalog.json"),
     # Authenticated by the provider's signature instead (see tests/ledger/test_payments.py).
     ("POST", "/api/v1/payments/webhook/{provider_name}"),
 }

@@ -171,7 +171,7 @@ async def get_agent_card_legacy(
 
 @gateway_router.post(
     "/{agent_id}",
-    operation_id="a2a_jsonrpc",
+    operation_id="call_agent_jsonrpc",
     description="A2A JSON-RPC (1.0, and 0.3 method names) for the agent: SendMessage, "
     "SendStreamingMessage (SSE), GetTask, CancelTask, SubscribeToTask, forwarded to the agent "
     "after the caller is authenticated, checked against the agent's ACL and rate limit. An "

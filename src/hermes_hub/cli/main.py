@@ -18,7 +18,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from hermes_hub import __version__
-from hermes_hub.cli import admin, agents, db, discovery, keys, ledger, trust, wallet
+from hermes_hub.cli import (
+    admin,
+    agents,
+    contracts,
+    db,
+    discovery,
+    init,
+    keys,
+    ledger,
+    session,
+    trust,
+    wallet,
+)
 from hermes_hub.cli.common import database_url, load_settings
 from hermes_hub.cli.output import CliError, JsonOption, emit, error_console
 from hermes_hub.config import (
@@ -49,6 +61,11 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(trust.app, name="trust")
 app.add_typer(discovery.app, name="discovery")
+app.add_typer(contracts.app, name="contract")
+app.add_typer(contracts.app, name="contracts")
+app.command("login")(session.login)
+app.command("token")(session.token)
+app.command("init")(init.init_project)
 
 
 def _describe_database(url: str) -> str:

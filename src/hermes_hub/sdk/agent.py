@@ -320,8 +320,18 @@ class Agent(abc.ABC):
             # One line per HTTP request would drown what the agent does.
             logging.getLogger("httpx").setLevel(logging.WARNING)
         options = _Options(hub, token, email, password, host, port, public_url, Path(state_dir))
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self._serve_until_signalled(options))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(self._serve_until_signalled(options))
+        except HermesError as exc:
+            # A script's user gets the hub's one-line reason, not a traceback.
+            hint = ""
+            if exc.code == "endpoint_not_allowed":
+                hint = (
+                    " (a hub on this machine must run with HERMES_ALLOW_PRIVATE_ENDPOINTS=1 "
+                    "to call agents on 127.0.0.1)"
+                )
+            raise SystemExit(f"error: {exc.detail} ({exc.status} {exc.code}){hint}") from exc
 
     async def serve(
         self,
