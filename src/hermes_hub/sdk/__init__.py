@@ -1,7 +1,6 @@
 """Client SDK for Hermes Hub. Talks HTTP only; never imports server code beyond schemas."""
 
 from hermes_hub.sdk.agent import Agent, AgentHandle, Bid, Contract
-from hermes_hub.sdk.client import HubApiError, HubClient
 from hermes_hub.sdk.errors import (
     AgentUnavailable,
     ApprovalRequired,
@@ -32,8 +31,6 @@ __all__ = [
     "EventStream",
     "HermesClient",
     "HermesError",
-    "HubApiError",
-    "HubClient",
     "HubUnavailable",
     "InsufficientFunds",
     "NotFound",

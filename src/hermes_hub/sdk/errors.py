@@ -1,21 +1,15 @@
-"""Typed exceptions for the hub's RFC 9457 problems, chosen by machine ``code`` then status.
-
-Every class derives from :class:`HubApiError`, so code written against the older
-``HubClient`` (the CLI catches ``HubApiError``) also catches what ``HermesClient`` raises.
-"""
+"""Typed exceptions for the hub's RFC 9457 problems, chosen by machine ``code`` then status."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from hermes_hub.sdk.client import HubApiError
-
 # Raised without any HTTP answer (connection refused, timeout, TLS failure).
 NO_RESPONSE_STATUS = 0
 
 
-class HermesError(HubApiError):
+class HermesError(Exception):
     """The hub refused or failed a request.
 
     ``status`` is the HTTP status (``0`` when no answer arrived), ``code`` the problem's
@@ -32,7 +26,10 @@ class HermesError(HubApiError):
         problem: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(status, code, detail)
+        super().__init__(f"{detail} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
         self.problem: dict[str, Any] = dict(problem or {})
         # Seconds the hub asks a client to wait before retrying, when it says so.
         self.retry_after = retry_after
