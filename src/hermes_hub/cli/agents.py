@@ -11,7 +11,6 @@ from rich.table import Table
 
 from hermes_hub.cli.common import (
     ApiKeyOption,
-    CliHermesClient,
     HubOption,
     TokenOption,
     call,
@@ -30,7 +29,7 @@ from hermes_hub.cli.output import (
     table,
 )
 from hermes_hub.cli.session import Acting, connect
-from hermes_hub.sdk import load_private_key
+from hermes_hub.sdk import HermesClient, load_private_key
 from hermes_hub.sdk.keys import KeyFileError
 
 app = typer.Typer(help="Agents, through the hub's HTTP API.", no_args_is_help=True)
@@ -100,7 +99,7 @@ def list_agents(
     """Your agents (with an agent's API key: that agent)."""
     target = connect(hub, token=token, api_key=api_key)
 
-    async def fetch(client: CliHermesClient) -> dict[str, Any]:
+    async def fetch(client: HermesClient) -> dict[str, Any]:
         if target.api_key is not None:
             # An agent owns no agents; what it may list is itself, in the same page shape.
             return {"items": [await client.me()], "limit": limit, "offset": 0, "total": 1}
@@ -238,7 +237,7 @@ def call_agent(
 
     if stream:
 
-        async def follow(client: CliHermesClient) -> None:
+        async def follow(client: HermesClient) -> None:
             events = client.execute_agent_stream(agent_id, task, extra, read_timeout=timeout)
             async for event in events:
                 if as_json:

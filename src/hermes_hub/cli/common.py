@@ -83,17 +83,6 @@ def run_with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
 # ---- talking to a hub ----
 
 
-class CliHermesClient(HermesClient):
-    """``HermesClient`` plus the one call the CLI needs that the SDK does not have yet: the
-    signed-in user's own agents (``GET /api/v1/agents``). It goes through the SDK's request
-    plumbing, so refusals raise the same typed errors."""
-
-    async def list_my_agents(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        return await self._request(
-            "GET", "/api/v1/agents", params={"limit": limit, "offset": offset}
-        )
-
-
 @dataclass(frozen=True)
 class Hub:
     """Where to send requests and as whom; ``unauthorized_hint`` (if any) ends the error line
@@ -104,8 +93,8 @@ class Hub:
     api_key: str | None = None
     unauthorized_hint: str = ""
 
-    def client(self) -> CliHermesClient:
-        return CliHermesClient(self.url, token=self.token, api_key=self.api_key)
+    def client(self) -> HermesClient:
+        return HermesClient(self.url, token=self.token, api_key=self.api_key)
 
 
 def hub_url(value: str) -> str:
@@ -118,7 +107,7 @@ def hub_url(value: str) -> str:
     return url
 
 
-def call(hub: Hub, work: Callable[[CliHermesClient], Awaitable[T]], *, activity: str = "") -> T:
+def call(hub: Hub, work: Callable[[HermesClient], Awaitable[T]], *, activity: str = "") -> T:
     """Run ``work`` with a client for ``hub`` (closed after), behind a spinner named
     ``activity`` on a terminal; a refusal or an unreachable hub becomes the one-line error."""
 

@@ -23,6 +23,7 @@ from hermes_hub.cli import (
     agents,
     contracts,
     db,
+    demo,
     discovery,
     init,
     keys,
@@ -63,6 +64,7 @@ app.add_typer(trust.app, name="trust")
 app.add_typer(discovery.app, name="discovery")
 app.add_typer(contracts.app, name="contract")
 app.add_typer(contracts.app, name="contracts")
+app.add_typer(demo.app, name="demo")
 app.command("login")(session.login)
 app.command("token")(session.token)
 app.command("init")(init.init_project)

@@ -47,7 +47,7 @@ from hermes_hub.sdk.errors import (
     PermissionDenied,
 )
 from hermes_hub.sdk.events import EventStream
-from hermes_hub.sdk.hermes import CreditAmount, HermesClient, Identifier, credits
+from hermes_hub.sdk.hermes import CreditAmount, HermesClient, credits
 from hermes_hub.sdk.keys import generate_private_key, load_private_key, save_private_key
 
 if TYPE_CHECKING:
@@ -512,18 +512,6 @@ class _StateFiles:
         staging.replace(self.credentials_path)
 
 
-class _OwnerClient(HermesClient):
-    """The owner's calls an agent needs at start that ``HermesClient`` does not offer."""
-
-    async def issue_api_key(self, agent_id: Identifier) -> str:
-        issued = await self._request("POST", f"/api/v1/agents/{agent_id}/keys")
-        return str(issued["api_key"])
-
-    async def refresh_card(self, agent_id: Identifier) -> dict[str, Any]:
-        """Have the hub fetch the agent's card now rather than soon."""
-        return await self._request("POST", f"/api/v1/agents/{agent_id}/card/refresh")
-
-
 # ---- serving A2A ----
 
 
@@ -726,7 +714,7 @@ class _Runner:
         self.url = ""
         self.agent_id: str | None = None
         self.hub: HermesClient | None = None
-        self._owner: _OwnerClient | None = None
+        self._owner: HermesClient | None = None
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -844,14 +832,14 @@ class _Runner:
 
     # ---- credentials ----
 
-    async def _owner_client(self) -> _OwnerClient:
+    async def _owner_client(self) -> HermesClient:
         if self._owner is not None:
             return self._owner
         options = self.options
         if options.token:
-            self._owner = _OwnerClient(self.hub_url, token=options.token)
+            self._owner = HermesClient(self.hub_url, token=options.token)
         elif options.email and options.password:
-            self._owner = _OwnerClient(self.hub_url)
+            self._owner = HermesClient(self.hub_url)
             await self._owner.login(options.email, options.password)
         else:
             raise ValueError(
@@ -892,7 +880,7 @@ class _Runner:
             return None
         owner = await self._owner_client()
         try:
-            api_key = await owner.issue_api_key(agent_id)
+            api_key = str((await owner.create_agent_key(agent_id))["api_key"])
         except (NotFound, PermissionDenied) as exc:
             logger.warning("cannot renew the key of agent %s: %s", agent_id, exc.detail)
             return None
@@ -967,7 +955,7 @@ class _Runner:
         if "endpoint_url" in changes:
             # The hub would fetch the new card soon; until then it would call the old port.
             try:
-                await owner.refresh_card(agent_id)
+                await owner.refresh_agent_card(agent_id)
             except HermesError as exc:
                 logger.warning("the hub could not fetch %s's card: %s", agent.name, exc.detail)
 

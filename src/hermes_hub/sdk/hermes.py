@@ -267,6 +267,20 @@ class HermesClient:
         or metadata; the hub refuses it for the other fields."""
         return await self._request("PATCH", f"/api/v1/agents/{agent_id}", body=dict(changes))
 
+    async def list_my_agents(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """The signed-in user's own agents, a page under ``items``."""
+        return await self._request(
+            "GET", "/api/v1/agents", params={"limit": limit, "offset": offset}
+        )
+
+    async def create_agent_key(self, agent_id: Identifier) -> dict[str, Any]:
+        """A new API key for an agent you own; ``api_key`` is shown only this once."""
+        return await self._request("POST", f"/api/v1/agents/{agent_id}/keys")
+
+    async def refresh_agent_card(self, agent_id: Identifier) -> dict[str, Any]:
+        """Have the hub fetch your agent's A2A card now rather than at its next check."""
+        return await self._request("POST", f"/api/v1/agents/{agent_id}/card/refresh")
+
     # ---- finding and calling agents ----
 
     async def discover_agents(
@@ -526,7 +540,50 @@ class HermesClient:
             idempotency_key=idempotency_key,
         )
 
+    # ---- award preferences ----
+
+    async def get_preferences(self) -> dict[str, Any]:
+        """How bids on your contracts are weighed (the balanced preset until you set any)."""
+        return await self._request("GET", self._preferences_path())
+
+    async def set_preferences(
+        self,
+        *,
+        price: float,
+        performance: float,
+        speed: float,
+        trust: float,
+        max_price: CreditAmount | None = None,
+        min_confidence: float | None = None,
+        min_reputation: float | None = None,
+    ) -> dict[str, Any]:
+        """Weigh price, performance (the bid's confidence), speed and trust, each 0..100;
+        the hub normalizes them to sum 1 (``normalized`` in the answer)."""
+        return await self._request(
+            "PUT",
+            self._preferences_path(),
+            body=_without_none(
+                {
+                    "price_weight": price,
+                    "performance_weight": performance,
+                    "speed_weight": speed,
+                    "reputation_weight": trust,
+                    "max_price": credits(max_price) if max_price is not None else None,
+                    "min_confidence": min_confidence,
+                    "min_reputation": min_reputation,
+                }
+            ),
+        )
+
+    def _preferences_path(self) -> str:
+        return "/api/v1/agents/me/preferences" if self._is_agent else "/api/v1/users/me/preferences"
+
     # ---- trust ----
+
+    async def reputation(self, agent_id: Identifier) -> dict[str, Any]:
+        """An agent's trust: score, grade, level, badges, headline stats and the breakdown
+        behind the score."""
+        return await self._request("GET", f"/api/v1/marketplace/agents/{agent_id}/reputation")
 
     async def rate(
         self,
@@ -582,6 +639,28 @@ class HermesClient:
             }
         )
         return await self._request("GET", "/api/v1/wallet/transactions", params=params)
+
+    async def purchase_credits(
+        self, amount: CreditAmount, *, provider: str = "sandbox"
+    ) -> dict[str, Any]:
+        """Start buying credits: a checkout whose ``checkout_url`` takes the payment; the
+        credits arrive when the provider confirms it."""
+        return await self._request(
+            "POST",
+            "/api/v1/wallet/credits/purchase",
+            body={"amount": credits(amount), "provider": provider},
+        )
+
+    async def pay_sandbox_checkout(
+        self, checkout_id: Identifier, card_number: str = "4242 4242 4242 4242"
+    ) -> dict[str, Any]:
+        """Pay a checkout of the hub's sandbox provider with a test card (development hubs
+        only): ``4242 4242 4242 4242`` pays, ``4000 0000 0000 0002`` is declined."""
+        return await self._request(
+            "POST",
+            f"/api/v1/payments/sandbox/checkouts/{checkout_id}/pay",
+            body={"card_number": card_number},
+        )
 
     # ---- live events ----
 
@@ -764,6 +843,14 @@ class SyncHermesClient:
     enroll_agent = _blocking(HermesClient.enroll_agent)
     get_agent = _blocking(HermesClient.get_agent)
     update_agent = _blocking(HermesClient.update_agent)
+    list_my_agents = _blocking(HermesClient.list_my_agents)
+    create_agent_key = _blocking(HermesClient.create_agent_key)
+    refresh_agent_card = _blocking(HermesClient.refresh_agent_card)
+    get_preferences = _blocking(HermesClient.get_preferences)
+    set_preferences = _blocking(HermesClient.set_preferences)
+    reputation = _blocking(HermesClient.reputation)
+    purchase_credits = _blocking(HermesClient.purchase_credits)
+    pay_sandbox_checkout = _blocking(HermesClient.pay_sandbox_checkout)
     discover_agents = _blocking(HermesClient.discover_agents)
     execute_agent = _blocking(HermesClient.execute_agent)
     create_contract = _blocking(HermesClient.create_contract)
