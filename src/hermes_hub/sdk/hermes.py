@@ -540,6 +540,90 @@ class HermesClient:
             idempotency_key=idempotency_key,
         )
 
+    # ---- who may call your agents ----
+
+    async def agent_permissions(self, agent_id: Identifier) -> dict[str, Any]:
+        """Your agent's call settings (is_public, requires_approval, max_calls_per_hour), its
+        allow and deny rules, and the access requests callers filed."""
+        return await self._request("GET", f"/api/v1/agents/{agent_id}/permissions")
+
+    async def allow_caller(
+        self,
+        agent_id: Identifier,
+        *,
+        user_id: Identifier | None = None,
+        caller_agent_id: Identifier | None = None,
+        organization_id: Identifier | None = None,
+        max_calls_per_hour: int | None = None,
+    ) -> dict[str, Any]:
+        """Let one user (and their agents), one agent, or one organization call your agent."""
+        return await self._rule(
+            agent_id, "allow", user_id, caller_agent_id, organization_id, max_calls_per_hour
+        )
+
+    async def deny_caller(
+        self,
+        agent_id: Identifier,
+        *,
+        user_id: Identifier | None = None,
+        caller_agent_id: Identifier | None = None,
+        organization_id: Identifier | None = None,
+    ) -> dict[str, Any]:
+        """Refuse one user, agent or organization, whatever else would allow it."""
+        return await self._rule(agent_id, "deny", user_id, caller_agent_id, organization_id, None)
+
+    async def _rule(
+        self,
+        agent_id: Identifier,
+        effect: str,
+        user_id: Identifier | None,
+        caller_agent_id: Identifier | None,
+        organization_id: Identifier | None,
+        max_calls_per_hour: int | None,
+    ) -> dict[str, Any]:
+        subject = {
+            "user_id": user_id,
+            "agent_id": caller_agent_id,
+            "organization_id": organization_id,
+        }
+        return await self._request(
+            "POST",
+            f"/api/v1/agents/{agent_id}/permissions/{effect}",
+            body=_without_none(
+                {
+                    **{name: str(value) for name, value in subject.items() if value is not None},
+                    "max_calls_per_hour": max_calls_per_hour,
+                }
+            ),
+        )
+
+    async def decide_access_request(
+        self,
+        agent_id: Identifier,
+        request_id: Identifier,
+        *,
+        approve: bool,
+        max_calls_per_hour: int | None = None,
+    ) -> dict[str, Any]:
+        """Approve (an allow rule, optionally with its own hourly limit) or deny (a deny
+        rule) a caller's pending request to call your agent."""
+        decision = "approve" if approve else "deny"
+        body = {"max_calls_per_hour": max_calls_per_hour} if max_calls_per_hour else None
+        return await self._request(
+            "POST",
+            f"/api/v1/agents/{agent_id}/permissions/requests/{request_id}/{decision}",
+            body=body,
+        )
+
+    async def agent_calls(
+        self, agent_id: Identifier, *, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
+        """Calls made to your agent through the hub, newest first: caller, method, latency
+        and outcome."""
+        return await self._request(
+            "GET", f"/api/v1/agents/{agent_id}/calls", params={"limit": limit, "offset": offset}
+        )
+
     # ---- award preferences ----
 
     async def get_preferences(self) -> dict[str, Any]:
@@ -846,6 +930,11 @@ class SyncHermesClient:
     list_my_agents = _blocking(HermesClient.list_my_agents)
     create_agent_key = _blocking(HermesClient.create_agent_key)
     refresh_agent_card = _blocking(HermesClient.refresh_agent_card)
+    agent_permissions = _blocking(HermesClient.agent_permissions)
+    allow_caller = _blocking(HermesClient.allow_caller)
+    deny_caller = _blocking(HermesClient.deny_caller)
+    decide_access_request = _blocking(HermesClient.decide_access_request)
+    agent_calls = _blocking(HermesClient.agent_calls)
     get_preferences = _blocking(HermesClient.get_preferences)
     set_preferences = _blocking(HermesClient.set_preferences)
     reputation = _blocking(HermesClient.reputation)

@@ -13,6 +13,8 @@ from pathlib import Path
 import typer
 
 from hermes_hub.cli.common import hub_url
+from hermes_hub.cli.demo.a2a_calls import a2a_story
+from hermes_hub.cli.demo.discovery import discovery_story
 from hermes_hub.cli.demo.paris import paris_story
 from hermes_hub.cli.demo.stage import stage
 
@@ -54,3 +56,16 @@ def paris(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
     """Three agents bid for "Book me a flight to Paris next week": award, delivery,
     settlement, trust and balances."""
     stage(paris_story, hub=_hub(hub), keep=keep)
+
+
+@app.command("discovery")
+def discovery(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
+    """A dozen agents enroll; find them by what you need, in your own words."""
+    stage(discovery_story, hub=_hub(hub), keep=keep)
+
+
+@app.command("a2a")
+def a2a(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
+    """A stock a2a-sdk client calls an SDK agent through the hub; the owner's ACL and call
+    log."""
+    stage(a2a_story, hub=_hub(hub), keep=keep)
