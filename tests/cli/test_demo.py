@@ -153,8 +153,13 @@ def open_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
         process.wait(timeout=10)
 
 
-def test_a_demo_runs_against_a_hub_given_with_hub(open_hub: LiveHub, tmp_path: Path) -> None:
-    completed = run_demo("a2a", "--hub", open_hub.url, tmp_path=tmp_path)
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_a_demo_runs_against_a_hub_given_with_hub(
+    open_hub: LiveHub, tmp_path: Path, order: str
+) -> None:
+    where = ("--hub", open_hub.url)
+    args = ("a2a", *where) if order == "after" else (*where, "a2a")
+    completed = run_demo(*args, tmp_path=tmp_path)
     assert completed.returncode == 0, (completed.stdout, completed.stderr)
     assert f"Using the hub at {open_hub.url}" in completed.stdout
     assert "où est la gare" in completed.stdout

@@ -8,14 +8,13 @@ money and the trust. ``hermes demo discovery`` finds agents by what they do, and
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from hermes_hub.cli.common import hub_url
-from hermes_hub.cli.demo.a2a_calls import a2a_story
-from hermes_hub.cli.demo.discovery import discovery_story
-from hermes_hub.cli.demo.paris import paris_story
 from hermes_hub.cli.demo.stage import stage
 
 app = typer.Typer(
@@ -40,32 +39,53 @@ KeepOption = typer.Option(
 )
 
 
-def _hub(value: str | None) -> str | None:
-    return hub_url(value) if value is not None else None
+@dataclass(frozen=True)
+class Where:
+    """--hub and --keep, given before the demo's name or after it."""
+
+    hub: str | None
+    keep: Path | None
+
+    def joined(self, ctx: typer.Context) -> Where:
+        """These options, else those given before the demo's name."""
+        earlier = ctx.obj if isinstance(ctx.obj, Where) else Where(None, None)
+        return Where(self.hub or earlier.hub, self.keep or earlier.keep)
+
+
+def _play(story_module: str, ctx: typer.Context, given: Where) -> None:
+    # Each story loads what it needs (a2a-sdk's client, say) only when it runs, so the
+    # other hermes commands start as fast as before.
+    module = importlib.import_module(f"hermes_hub.cli.demo.{story_module}")
+    where = given.joined(ctx)
+    hub = hub_url(where.hub) if where.hub is not None else None
+    stage(module.story, hub=hub, keep=where.keep)
 
 
 @app.callback()
 def demo(ctx: typer.Context, hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
     """The Paris story unless a demo is named."""
+    ctx.obj = Where(hub, keep)
     if ctx.invoked_subcommand is None:
-        stage(paris_story, hub=_hub(hub), keep=keep)
+        _play("paris", ctx, Where(None, None))
 
 
 @app.command("paris")
-def paris(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
+def paris(ctx: typer.Context, hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
     """Three agents bid for "Book me a flight to Paris next week": award, delivery,
     settlement, trust and balances."""
-    stage(paris_story, hub=_hub(hub), keep=keep)
+    _play("paris", ctx, Where(hub, keep))
 
 
 @app.command("discovery")
-def discovery(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
+def discovery(
+    ctx: typer.Context, hub: str | None = HubChoice, keep: Path | None = KeepOption
+) -> None:
     """A dozen agents enroll; find them by what you need, in your own words."""
-    stage(discovery_story, hub=_hub(hub), keep=keep)
+    _play("discovery", ctx, Where(hub, keep))
 
 
 @app.command("a2a")
-def a2a(hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
+def a2a(ctx: typer.Context, hub: str | None = HubChoice, keep: Path | None = KeepOption) -> None:
     """A stock a2a-sdk client calls an SDK agent through the hub; the owner's ACL and call
     log."""
-    stage(a2a_story, hub=_hub(hub), keep=keep)
+    _play("a2a_calls", ctx, Where(hub, keep))

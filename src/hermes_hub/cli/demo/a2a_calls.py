@@ -59,7 +59,7 @@ def _answer(events: list[StreamResponse]) -> str:
     return "(no text in the answer)"
 
 
-async def a2a_story(hub_url: str, folder: Path, narrator: Narrator) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
     people: list[Person] = []
     try:
         await _tell(hub_url, folder, narrator, people)

@@ -112,7 +112,7 @@ QUERIES: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-async def discovery_story(hub_url: str, folder: Path, narrator: Narrator) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
     people: list[Person] = []
     try:
         await _tell(hub_url, narrator, people)

@@ -179,7 +179,7 @@ async def earlier_week(
 # ---- the story ----
 
 
-async def paris_story(hub_url: str, folder: Path, narrator: Narrator) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
     people: list[Person] = []
     try:
         await _tell(hub_url, folder, narrator, people)
