@@ -122,14 +122,11 @@ def test_the_a2a_story_calls_through_the_hub_with_a_stock_client(tmp_path: Path)
     )
 
 
-@pytest.fixture(scope="module")
-def open_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """A hub already serving, that may call agents on 127.0.0.1, as ``--hub`` needs."""
-    root = tmp_path_factory.mktemp("demo-hub")
+def _serve(root: Path, register_limit: str) -> Iterator[LiveHub]:
     env = clean_environ(
         root / "data",
         HERMES_ALLOW_PRIVATE_ENDPOINTS="1",
-        HERMES_RATE_LIMIT_REGISTER=GENEROUS_LIMIT,
+        HERMES_RATE_LIMIT_REGISTER=register_limit,
         HERMES_RATE_LIMIT_LOGIN=GENEROUS_LIMIT,
     )
     assert run_hermes("db", "upgrade", env=env).returncode == 0
@@ -151,6 +148,18 @@ def open_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def open_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    """A hub already serving, that may call agents on 127.0.0.1, as ``--hub`` needs."""
+    yield from _serve(tmp_path_factory.mktemp("demo-hub"), GENEROUS_LIMIT)
+
+
+@pytest.fixture
+def strict_hub(tmp_path: Path) -> Iterator[LiveHub]:
+    """Such a hub that takes two sign-ups an hour."""
+    yield from _serve(tmp_path / "strict", "2/hour")
 
 
 @pytest.mark.parametrize("order", ["after", "before"])
@@ -175,6 +184,14 @@ def test_a_hub_that_refuses_local_agents_gets_one_line_with_the_way_out(
     line = assert_one_line_error(completed)
     assert "endpoint_not_allowed" in line
     assert "HERMES_ALLOW_PRIVATE_ENDPOINTS=1" in line
+
+
+def test_a_hub_limiting_sign_ups_gets_one_line_saying_so(
+    strict_hub: LiveHub, tmp_path: Path
+) -> None:
+    line = assert_one_line_error(run_demo("a2a", "--hub", strict_hub.url, tmp_path=tmp_path))
+    assert "429" in line
+    assert "HERMES_RATE_LIMIT_REGISTER" in line
 
 
 def test_keep_refuses_a_folder_with_files_in_it(tmp_path: Path) -> None:

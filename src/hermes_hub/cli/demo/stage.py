@@ -20,6 +20,10 @@ from hermes_hub.cli.output import CliError
 from hermes_hub.sdk import HermesError
 from hermes_hub.sdk.agent import Agent, AgentHandle
 
+HINTS = {
+    429: "each demo signs up 3 to 5 new accounts, and the hub limits sign-ups per client "
+    "(HERMES_RATE_LIMIT_REGISTER, 10 an hour by default)",
+}
 # A demo's story: given the hub's URL, a folder of its own and the narrator, tell it.
 Story = Callable[[str, Path, Narrator], Coroutine[Any, Any, None]]
 PRIVATE_ENDPOINT_HINT = (
@@ -93,7 +97,9 @@ def _play(
         try:
             asyncio.run(story(url, folder, narrator))
         except HermesError as exc:
-            hint = f": {PRIVATE_ENDPOINT_HINT}" if exc.code == "endpoint_not_allowed" else ""
+            hint = f": {HINTS[exc.status]}" if exc.status in HINTS else ""
+            if exc.code == "endpoint_not_allowed":
+                hint = f": {PRIVATE_ENDPOINT_HINT}"
             raise CliError(
                 f"the hub refused: {exc.detail} ({exc.status} {exc.code}){hint}"
             ) from exc
