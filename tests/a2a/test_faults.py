@@ -357,8 +357,17 @@ async def test_a_stream_the_agent_drops_half_way_ends_with_an_error_event(
     assert outcomes == ["dropped", "dropped"]
 
 
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (-32001, "agent_error"),  # task not found: the agent lost track of its own task
+        (-32603, "agent_error"),  # internal error
+        (-32602, "invalid_request"),  # invalid params: what the caller sent
+        (-32004, "invalid_request"),  # unsupported operation: what the caller asked
+    ],
+)
 async def test_an_a2a_error_from_the_agent_passes_through(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, app: FastAPI, code: int, outcome: str
 ) -> None:
     owner = await register(client)
 
@@ -368,7 +377,7 @@ async def test_an_a2a_error_from_the_agent_passes_through(
             {
                 "jsonrpc": "2.0",
                 "id": body["id"],
-                "error": {"code": -32001, "message": "Task not found"},
+                "error": {"code": code, "message": "Refused"},
             }
         )
 
@@ -393,9 +402,9 @@ async def test_an_a2a_error_from_the_agent_passes_through(
                 },
             )
     assert response.status_code == 200, response.text
-    assert response.json()["error"]["code"] == -32001
+    assert response.json()["error"]["code"] == code
     assert response.json()["id"] == 7
-    assert [c["outcome"] for c in await calls_of(client, app, owner, agent.id)] == ["agent_error"]
+    assert [c["outcome"] for c in await calls_of(client, app, owner, agent.id)] == [outcome]
 
 
 async def test_bad_execute_requests(client: httpx.AsyncClient) -> None:

@@ -36,7 +36,19 @@ from a2a.types.a2a_pb2 import (
     Task,
     TaskPushNotificationConfig,
 )
-from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationError
+from a2a.utils.errors import (
+    A2AError,
+    ContentTypeNotSupportedError,
+    ExtensionSupportRequiredError,
+    InvalidParamsError,
+    InvalidRequestError,
+    JSONParseError,
+    MethodNotFoundError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+    VersionNotSupportedError,
+)
 from starlette.requests import Request
 
 from hermes_hub.a2a.calls import CallRecord, CallRecorder
@@ -45,6 +57,20 @@ from hermes_hub.identity.acl import Caller
 from hermes_hub.kit.safe_http import deadline
 
 CALL_STATE_KEY = "hermes_call"
+# Errors an agent answers because of what the caller sent or asked: logged as the caller's
+# invalid request, not as the agent failing (trust counts agent errors against the agent).
+CALLERS_FAULT: tuple[type[A2AError], ...] = (
+    ContentTypeNotSupportedError,
+    ExtensionSupportRequiredError,
+    InvalidParamsError,
+    InvalidRequestError,
+    JSONParseError,
+    MethodNotFoundError,
+    TaskNotCancelableError,
+    UnsupportedOperationError,
+    VersionNotSupportedError,
+)
+MAX_METHOD_LENGTH = 48
 
 
 @dataclass
@@ -59,6 +85,8 @@ class GatewayCall:
     started_at: datetime
     started: float = field(default_factory=time.perf_counter)
     method: str = ""
+    # Set once the request reached the handler: a valid JSON-RPC request for an A2A method.
+    handled: bool = False
     outcome: str | None = None
     error: str | None = None
     failure: UpstreamFailure | None = None
@@ -67,6 +95,12 @@ class GatewayCall:
         if self.outcome is None:
             self.outcome = outcome
             self.error = error
+
+    def answered(self, error: A2AError) -> None:
+        """The agent answered with an A2A error, passed on to the caller as it is."""
+        self.finish(
+            "invalid_request" if isinstance(error, CALLERS_FAULT) else "agent_error", str(error)
+        )
 
     def fail(self, failure: UpstreamFailure) -> UpstreamFailure:
         self.failure = failure
@@ -81,10 +115,12 @@ class GatewayCall:
                 caller_user_id=None if self.caller.agent_id else self.caller.user_id,
                 caller_owner_id=self.caller.user_id,
                 channel=self.channel,
-                method=self.method or "unknown",
+                method=self.method[:MAX_METHOD_LENGTH] or "unknown",
                 started_at=self.started_at,
                 latency_ms=(time.perf_counter() - self.started) * 1000,
-                outcome=self.outcome or "ok",
+                # A request the dispatcher refused (bad JSON, unknown method, invalid params)
+                # never reached the agent: the caller's fault, not the agent's.
+                outcome=self.outcome or ("ok" if self.handled else "invalid_request"),
                 error=self.error,
             )
         )
@@ -102,6 +138,7 @@ class GatewayContextBuilder(DefaultServerCallContextBuilder):
 def _call(context: ServerCallContext) -> GatewayCall:
     call: GatewayCall = context.state[CALL_STATE_KEY]
     call.method = str(context.state.get("method") or call.method)
+    call.handled = True
     return call
 
 
@@ -150,7 +187,7 @@ class HubRequestHandler(RequestHandler):
         except A2AError as exc:
             failure = classify(exc)
             if failure is None:
-                call.finish("agent_error", str(exc))
+                call.answered(exc)
                 raise
             raise call.fail(failure) from exc
         except Exception as exc:
@@ -180,7 +217,7 @@ class HubRequestHandler(RequestHandler):
         except A2AError as exc:
             failure = classify(exc)
             if failure is None:
-                call.finish("agent_error", str(exc))
+                call.answered(exc)
                 raise
             if started:
                 # Half way through: the caller already has a 200 stream; end it with an
@@ -201,6 +238,7 @@ class HubRequestHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         call = _call(context)
+        _require_message(call, params)
         async with self._pool.lease(call.upstream, streaming=False) as client:
             event = await self._forward_one(call, client.send_message(params))
         if not isinstance(event, Task | Message):
@@ -218,6 +256,7 @@ class HubRequestHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         call = _call(context)
+        _require_message(call, params)
         async with self._pool.lease(call.upstream, streaming=True) as client:
             async for event in self._forward_stream(call, client.send_message(params)):
                 yield event
@@ -260,35 +299,50 @@ class HubRequestHandler(RequestHandler):
     ) -> ListTasksResponse:
         # The agent would list every caller's tasks; the hub shows each caller only theirs,
         # one at a time, with GetTask.
-        raise UnsupportedOperationError(message="ListTasks is not offered through the hub.")
+        raise _refused(context, "ListTasks is not offered through the hub.")
 
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        raise _no_push()
+        raise _no_push(context)
 
     async def on_get_task_push_notification_config(
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        raise _no_push()
+        raise _no_push(context)
 
     async def on_list_task_push_notification_configs(
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
-        raise _no_push()
+        raise _no_push(context)
 
     async def on_delete_task_push_notification_config(
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
-        raise _no_push()
+        raise _no_push(context)
 
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> AgentCard:
-        raise UnsupportedOperationError(message="The hub serves no extended agent cards.")
+        raise _refused(context, "The hub serves no extended agent cards.")
 
 
-def _no_push() -> UnsupportedOperationError:
-    return UnsupportedOperationError(
-        message="Push notifications are not relayed by the hub; use SendStreamingMessage."
+def _require_message(call: GatewayCall, params: SendMessageRequest) -> None:
+    """a2a-sdk's dispatcher lets a SendMessage without a message through; no agent can act
+    on one, so it stops here as the caller's mistake."""
+    if not params.HasField("message") or not params.message.parts:
+        error = InvalidParamsError(message="SendMessage needs a message with at least one part.")
+        call.finish("invalid_request", str(error))
+        raise error
+
+
+def _refused(context: ServerCallContext, message: str) -> UnsupportedOperationError:
+    """A method the hub does not offer: logged as the caller's invalid request."""
+    _call(context).finish("invalid_request", message)
+    return UnsupportedOperationError(message=message)
+
+
+def _no_push(context: ServerCallContext) -> UnsupportedOperationError:
+    return _refused(
+        context, "Push notifications are not relayed by the hub; use SendStreamingMessage."
     )

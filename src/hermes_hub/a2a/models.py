@@ -59,7 +59,9 @@ class AgentCall(UUIDPrimaryKey, Base):
     method: Mapped[str] = mapped_column(String(48))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     latency_ms: Mapped[float]
-    # "ok" | "agent_error" | "unreachable" | "timeout" | "malformed" | "dropped" | "canceled"
+    # The agent's doing: "ok" | "agent_error" | "unreachable" | "timeout" | "malformed" |
+    # "dropped". The caller's: "canceled" | "invalid_request" (never reached the agent, or
+    # the agent refused what was sent) | "rejected" (another caller's task).
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
 

@@ -213,10 +213,31 @@ async def a2a_jsonrpc(
         # The stream's end is logged when it ends.
         response.background = BackgroundTask(_StreamEnd(call, hub))
         return response
+    if not call.handled:
+        _note_invalid(call, await _payload(request), response)
     call.record(hub.recorder)
     if call.failure is not None:
         return _failure_response(call.failure, agent_id)
     return response
+
+
+async def _payload(request: Request) -> Any:
+    """The request body as JSON (Starlette caches the dispatcher's read), or None."""
+    try:
+        return await request.json()
+    except ValueError:  # the dispatcher answers bad JSON with its own error
+        return None
+
+
+def _note_invalid(call: GatewayCall, payload: Any, response: Response) -> None:
+    """Log a request the dispatcher refused with its method and the error it answered."""
+    method = payload.get("method") if isinstance(payload, dict) else None
+    if isinstance(method, str):
+        call.method = method
+    error = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        error = str(json.loads(bytes(response.body))["error"]["message"])
+    call.finish("invalid_request", error)
 
 
 class _StreamEnd:

@@ -104,6 +104,13 @@ def classify(exc: BaseException) -> UpstreamFailure | None:
         )
     if isinstance(exc, A2AError):
         return None
+    if isinstance(exc, OutboundBlockedError):
+        return UpstreamFailure(
+            "unreachable",
+            502,
+            "agent_endpoint_blocked",
+            f"The agent's endpoint is not allowed: {exc}.",
+        )
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamFailure("timeout", 504, "agent_timeout", "The agent did not answer in time.")
     if isinstance(exc, httpx.RequestError):
