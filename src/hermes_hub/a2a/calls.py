@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hermes_hub.a2a.models import AgentCall, TaskOwner
@@ -30,6 +32,10 @@ FLUSH_INTERVAL_SECONDS = 0.2
 FLUSH_BATCH = 500
 MAX_REMEMBERED_TASKS = 50_000
 MAX_ERROR_LENGTH = 500
+# While the database is unreachable rows wait in memory, up to this many of each kind; later
+# ones are counted and dropped. Retries back off from the flush interval to this delay.
+MAX_QUEUED = 50_000
+MAX_RETRY_DELAY_SECONDS = 10.0
 
 logger = structlog.get_logger(__name__)
 
@@ -65,18 +71,31 @@ class CallRecord:
 
 
 class CallRecorder:
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        on_written: Callable[[set[uuid.UUID]], None] | None = None,
+    ) -> None:
         self._database = database
+        # Told which agents each written batch called (trust recomputes them).
+        self._on_written = on_written
         self._calls: list[CallRecord] = []
         self._owners: list[dict[str, Any]] = []
         self._known_owners: OrderedDict[tuple[uuid.UUID, str], str] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        # Set after a failed write: the delay before the next try (0 when writes succeed).
+        self._retry_delay = 0.0
+        self._overflow = 0
 
     # ---- recording ----
 
     def record(self, call: CallRecord) -> None:
+        if len(self._calls) >= MAX_QUEUED:
+            self._overflow += 1
+            return
         self._calls.append(call)
         self._ensure_running()
         if len(self._calls) >= FLUSH_BATCH:
@@ -90,6 +109,9 @@ class CallRecorder:
         self._known_owners[key] = caller
         if len(self._known_owners) > MAX_REMEMBERED_TASKS:
             self._known_owners.popitem(last=False)
+        if len(self._owners) >= MAX_QUEUED:
+            self._overflow += 1
+            return
         self._owners.append(
             {"agent_id": agent_id, "task_id": task_id, "caller": caller, "created_at": utcnow()}
         )
@@ -115,25 +137,92 @@ class CallRecorder:
 
     async def _run(self) -> None:
         while self._calls or self._owners:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_SECONDS)
+            if self._retry_delay:
+                # A full queue must not cut the back-off short.
+                await asyncio.sleep(self._retry_delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_SECONDS)
             self._wake.clear()
             await self.flush()
 
     async def flush(self) -> None:
+        """Write what is queued. A row the database refuses (its agent was deleted since, a
+        duplicate id) is dropped alone; on any other failure every row stays queued and the
+        next try waits longer. The log must never fail a call, so nothing is raised."""
         async with self._flushing:
             calls, self._calls = self._calls, []
             owners, self._owners = self._owners, []
             if not calls and not owners:
                 return
             try:
-                async with self._database.writer() as session:
-                    await _write(session, calls, owners)
-                    await session.commit()
-            except Exception as exc:  # the log must never fail a call; keep the rows for later
-                logger.warning("a2a_call_log_not_written", calls=len(calls), error=repr(exc))
-                self._calls[:0] = calls
-                self._owners[:0] = owners
+                try:
+                    await self._write_batch(calls, owners)
+                except (IntegrityError, DataError):
+                    await self._write_one_by_one(calls, owners)
+            except Exception as exc:  # the database is away or busy: keep the rows, back off
+                self._requeue(calls, owners)
+                self._retry_delay = min(
+                    max(2 * self._retry_delay, FLUSH_INTERVAL_SECONDS), MAX_RETRY_DELAY_SECONDS
+                )
+                logger.warning(
+                    "a2a_call_log_not_written",
+                    calls=len(calls),
+                    owners=len(owners),
+                    retry_in_seconds=self._retry_delay,
+                    error=repr(exc),
+                )
+            else:
+                self._retry_delay = 0.0
+                self._announce(calls)
+            if self._overflow:
+                logger.warning("a2a_call_log_queue_full", dropped=self._overflow)
+                self._overflow = 0
+
+    async def _write_batch(self, calls: list[CallRecord], owners: list[dict[str, Any]]) -> None:
+        async with self._database.writer() as session:
+            await _write(session, calls, owners)
+            await session.commit()
+
+    async def _write_one_by_one(
+        self, calls: list[CallRecord], owners: list[dict[str, Any]]
+    ) -> None:
+        """Write each row under its own savepoint, dropping (and counting) the ones refused."""
+        refused = {"calls": 0, "owners": 0}
+        error: Exception | None = None
+        rows: list[tuple[str, list[CallRecord], list[dict[str, Any]]]] = [
+            ("calls", [call], []) for call in calls
+        ]
+        rows += [("owners", [], [owner]) for owner in owners]
+        async with self._database.writer() as session:
+            for kind, call_rows, owner_rows in rows:
+                try:
+                    async with session.begin_nested():
+                        await _write(session, call_rows, owner_rows)
+                except (IntegrityError, DataError) as exc:
+                    refused[kind] += 1
+                    error = exc
+            await session.commit()
+        logger.warning("a2a_call_log_rows_dropped", **refused, error=repr(error))
+
+    def _requeue(self, calls: list[CallRecord], owners: list[dict[str, Any]]) -> None:
+        """Put rows back in front of those queued since, within ``MAX_QUEUED`` (newest dropped)."""
+        self._calls[:0] = calls
+        self._owners[:0] = owners
+        for queued in (self._calls, self._owners):
+            overflow = len(queued) - MAX_QUEUED
+            if overflow > 0:
+                del queued[MAX_QUEUED:]
+                self._overflow += overflow
+
+    def _announce(self, calls: list[CallRecord]) -> None:
+        # Never raises: the batch is written, and a retry would write it twice.
+        if self._on_written is None or not calls:
+            return
+        try:
+            self._on_written({call.target_agent_id for call in calls})
+        except Exception:
+            logger.exception("a2a_call_listener_failed")
 
     async def drain(self) -> None:
         """Write everything queued (at shutdown, and in tests)."""

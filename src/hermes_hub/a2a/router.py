@@ -248,7 +248,9 @@ class _StreamEnd:
         self._hub = hub
 
     async def __call__(self) -> None:
-        self._call.finish("dropped" if self._call.outcome is None else self._call.outcome)
+        # No outcome yet: the stream stopped without the agent ending or failing it, which
+        # is the caller going away (not held against the agent).
+        self._call.finish("canceled")
         self._call.record(self._hub.recorder)
 
 
@@ -600,7 +602,8 @@ async def _execute_stream(hub: A2AHub, call: GatewayCall, message: SendMessageRe
             )
         finally:
             await lease.aclose()
-            call.finish("dropped")
+            # Closed before the agent ended or failed the stream: the caller went away.
+            call.finish("canceled")
             call.record(hub.recorder)
 
     return StreamingResponse(body(), media_type="text/event-stream")
