@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     trust_half_life_days: float = Field(default=90.0, ge=0, le=36_500)
     trust_requester_cap_min: float = Field(default=3.0, gt=0, le=1_000_000)
     trust_requester_cap_share: float = Field(default=0.2, gt=0, le=1)
+    trust_direct_call_weight: float = Field(default=0.1, ge=0, le=1)
+    trust_call_recompute_seconds: float = Field(default=60.0, gt=0, le=86_400)
     trust_leaderboard_min_outcomes: int = Field(default=5, ge=0, le=1_000_000)
     trust_rating_edit_days: int = Field(default=7, ge=0, le=365)
     trust_nightly_hour: int = Field(default=3, ge=0, le=23)

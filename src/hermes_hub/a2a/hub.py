@@ -28,6 +28,7 @@ from hermes_hub.identity.errors import AgentNotFoundError
 from hermes_hub.identity.models import Agent
 from hermes_hub.kit.safe_http import OutboundPolicy, guarded_client
 from hermes_hub.kit.time import utcnow
+from hermes_hub.trust.nightly import CallTrustRefresher
 
 logger = structlog.get_logger(__name__)
 
@@ -47,7 +48,9 @@ class A2AHub:
         )
         self.call_policy = OutboundPolicy(allow_private=settings.allow_private_endpoints)
         self.pool = UpstreamPool(self.call_policy, call_timeout=settings.a2a_call_timeout_seconds)
-        self.recorder = CallRecorder(database)
+        # Every logged call counts toward its agent's trust, recomputed in the background.
+        self.call_trust = CallTrustRefresher(database, settings)
+        self.recorder = CallRecorder(database, on_written=self.call_trust.note)
         self.plans = service.PlanCache(settings.a2a_acl_cache_seconds)
         self.dispatcher = JsonRpcDispatcher(
             request_handler=HubRequestHandler(self.pool, self.recorder),
@@ -178,4 +181,5 @@ class A2AHub:
             task.cancel()
         await self.settle_background()
         await self.recorder.drain()
+        await self.call_trust.drain()
         await self.pool.aclose()

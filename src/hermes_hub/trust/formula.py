@@ -3,9 +3,19 @@
 This module is the published formula; the README's "Trust" section restates it and must
 change with it.
 
-1. Each counted outcome gets a weight: ``0.5 ** (age_days / half_life_days)`` (age in whole
-   UTC calendar days, so a score is stable within a day; half-life 0 turns decay off).
-2. One requester's influence is capped: the requester's outcomes together weigh at most
+An outcome is a finished contract or a direct call (through the A2A gateway or the execute
+API: answered is a success on time with validation score 1, failed by the agent a failure
+with 0). A direct call costs its caller nothing, so it weighs ``direct_call_weight`` (0.1) of
+a contract, shares its caller's requester cap with that caller's contracts, and never
+counts toward a minimum number of outcomes (badges, the leaderboard): ``counted_outcomes``
+counts contracts only, ``counted_calls`` the direct calls.
+
+1. Each counted outcome gets a weight: ``base * 0.5 ** (age_days / half_life_days)``, base
+   1 for a contract and ``direct_call_weight`` for a direct call (age in whole UTC calendar
+   days, so a score is stable within a day; half-life 0 turns decay off).
+2. One requester's influence is capped. First its direct calls together weigh at most
+   ``direct_call_requester_cap`` (1: a free flood of calls counts as one contract); then
+   all its outcomes together weigh at most
    ``max(cap_min, cap_share * W)`` where W is the total weight after capping (see
    ``requester_cap``); a requester over the cap has each of its outcomes scaled down by the
    same factor.
@@ -50,9 +60,9 @@ WEIGHTS: dict[str, float] = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """One counted outcome: a finished contract the agent is measured by."""
+    """One counted outcome: a finished contract or a direct call the agent is measured by."""
 
-    key: str  # the contract id: a stable tie-break for ordering
+    key: str  # the contract id, or "call:<id>": a stable tie-break for ordering
     requester: str  # who answers for the request (the requester's owner)
     at: datetime
     success: bool
@@ -60,7 +70,9 @@ class Outcome:
     validation_score: float
     stars: int | None = None
     rating_weight: float = 1.0  # the rater's reliability, 0..1
-    base_weight: float = 1.0
+    base_weight: float = 1.0  # 1 for a contract, ``TrustParams.direct_call_weight`` for a call
+    # A direct call moves the score but not the thresholds, which are about contracts.
+    direct_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,10 @@ class TrustParams:
     half_life_days: float = 90.0
     requester_cap_min: float = 3.0
     requester_cap_share: float = 0.2
+    # What a direct call weighs next to a contract's 1 (0 turns direct calls off).
+    direct_call_weight: float = 0.1
+    # The most one requester's direct calls weigh together, whatever their number.
+    direct_call_requester_cap: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,10 @@ class TrustResult:
     components: tuple[Component, ...]
     raw: float | None  # None with no counted outcome
     effective_outcomes: float  # n: the sum of the capped, decayed weights
-    counted_outcomes: int  # how many outcome rows counted (before weighting)
-    successes: int
-    on_time: int
+    counted_outcomes: int  # how many contract outcomes counted (before weighting)
+    counted_calls: int  # how many direct calls counted (before weighting)
+    successes: int  # contract outcomes only, as counted_outcomes
+    on_time: int  # contract outcomes only, as counted_outcomes
     rating_count: int
     mean_rating: float | None  # weighted mean stars
     trust: float
@@ -148,7 +165,9 @@ def requester_cap(totals: Sequence[float], params: TrustParams) -> float | None:
 def capped_weights(
     outcomes: Sequence[Outcome], raw_weights: Sequence[float], params: TrustParams
 ) -> list[float]:
-    """Scale each requester over the cap down to it, proportionally over its outcomes."""
+    """Scale each requester's direct calls down to their own cap, then each requester over
+    the cap down to it, proportionally over its outcomes."""
+    raw_weights = _calls_capped(outcomes, raw_weights, params.direct_call_requester_cap)
     per_requester: dict[str, float] = defaultdict(float)
     for outcome, weight in zip(outcomes, raw_weights, strict=True):
         per_requester[outcome.requester] += weight
@@ -162,6 +181,21 @@ def capped_weights(
     return [
         weight * factors[outcome.requester]
         for outcome, weight in zip(outcomes, raw_weights, strict=True)
+    ]
+
+
+def _calls_capped(outcomes: Sequence[Outcome], weights: Sequence[float], cap: float) -> list[float]:
+    """Calls cost their caller nothing, so each requester's direct calls together weigh at
+    most ``cap``; contracts are left as they are."""
+    calls: dict[str, float] = defaultdict(float)
+    for outcome, weight in zip(outcomes, weights, strict=True):
+        if outcome.direct_call:
+            calls[outcome.requester] += weight
+    return [
+        weight * cap / calls[outcome.requester]
+        if outcome.direct_call and calls[outcome.requester] > cap
+        else weight
+        for outcome, weight in zip(outcomes, weights, strict=True)
     ]
 
 
@@ -203,8 +237,12 @@ def compute(
     weights = capped_weights(ordered, decayed, params)
     n = sum(weights)
     uptime_value, days = uptime(enrolled_at, now)
-    successes = sum(1 for o in ordered if o.success)
-    on_time = sum(1 for o in ordered if o.on_time)
+    contracts = [o for o in ordered if not o.direct_call]
+    calls = [o for o in ordered if o.direct_call]
+    successes = sum(1 for o in contracts if o.success)
+    on_time = sum(1 for o in contracts if o.on_time)
+    call_successes = sum(1 for o in calls if o.success)
+    calls_on_time = sum(1 for o in calls if o.on_time)
 
     rated = [(o, w * o.rating_weight) for o, w in zip(ordered, weights, strict=True)]
     rated = [(o, w) for o, w in rated if o.stars is not None and w > 0]
@@ -233,13 +271,24 @@ def compute(
             "success_rate",
             WEIGHTS["success_rate"],
             success_rate,
-            {"successes": successes, "outcomes": len(ordered), "weighted_outcomes": n},
+            {
+                "successes": successes,
+                "outcomes": len(contracts),
+                "direct_call_successes": call_successes,
+                "direct_calls": len(calls),
+                "weighted_outcomes": n,
+            },
         ),
         Component(
             "latency_score",
             WEIGHTS["latency_score"],
             latency,
-            {"on_time": on_time, "outcomes": len(ordered)},
+            {
+                "on_time": on_time,
+                "outcomes": len(contracts),
+                "direct_calls_on_time": calls_on_time,
+                "direct_calls": len(calls),
+            },
         ),
         Component(
             "rating_score",
@@ -277,7 +326,8 @@ def compute(
         components=components,
         raw=raw,
         effective_outcomes=n,
-        counted_outcomes=len(ordered),
+        counted_outcomes=len(contracts),
+        counted_calls=len(calls),
         successes=successes,
         on_time=on_time,
         rating_count=len(rated),
@@ -341,7 +391,9 @@ def success_rate_of(breakdown: Mapping[str, Any] | None) -> float | None:
 
 
 def badges_for(result: TrustResult, *, verified: bool) -> list[str]:
-    """The badges whose rule holds now. Rates are the (decayed, capped) component values."""
+    """The badges whose rule holds now. Rates are the (decayed, capped) component values;
+    the minimum numbers of outcomes are of contracts (``counted_outcomes``): direct calls
+    are too cheap to earn a badge with."""
     earned = []
     if verified and not result.on_probation:
         earned.append("verified")
@@ -374,6 +426,9 @@ def breakdown(result: TrustResult, params: TrustParams) -> dict[str, Any]:
         "raw_score": result.raw,
         "effective_outcomes": result.effective_outcomes,
         "counted_outcomes": result.counted_outcomes,
+        "counted_direct_calls": result.counted_calls,
+        "direct_call_weight": params.direct_call_weight,
+        "direct_call_requester_cap": params.direct_call_requester_cap,
         "prior": params.prior,
         "prior_strength": params.prior_strength,
         "half_life_days": params.half_life_days,

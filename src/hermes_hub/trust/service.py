@@ -2,10 +2,10 @@
 its badges and today's snapshot.
 
 The same function serves the incremental update (inside a settlement, failure, ruling or
-rating, for one agent) and the batch (``hermes trust recompute --all``, in chunks), so the
-two give the same numbers. Each agent's score row is locked before its outcomes are read,
-so two transactions touching one agent apply one after the other and the later one sees
-the earlier one's outcome.
+rating, for one agent; in the background after direct calls, see ``nightly``) and the batch
+(``hermes trust recompute --all``, in chunks), so they give the same numbers. Each agent's
+score row is locked before its outcomes are read, so two transactions touching one agent
+apply one after the other and the later one sees the earlier one's outcome.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from hermes_hub.a2a.models import AgentCall
 from hermes_hub.config import Settings
 from hermes_hub.db.session import Database, after_commit, dialect_name
 from hermes_hub.db.transaction import in_transaction
@@ -48,6 +49,15 @@ CHANGE_LISTENER_INFO_KEY = "hermes_trust_change_listener"
 FLAG_WHITEWASH = "whitewash"
 FLAG_DISMISSED = "dismissed"
 
+# How a direct call ended, as trust reads it. Answered: a success on time. Failed by the
+# agent: a failure. Anything else (the caller canceled, the caller's request was invalid, an
+# outcome this list does not know yet) says nothing about the agent and does not count.
+CALL_SUCCESSES = frozenset({"ok"})
+CALL_FAILURES = frozenset({"agent_error", "unreachable", "timeout", "malformed", "dropped"})
+# The most recent counted direct calls read per agent: older ones have decayed, and an agent
+# with a million calls must not load a million rows at every recompute.
+DIRECT_CALLS_PER_AGENT = 200
+
 
 def params_from(settings: Settings) -> TrustParams:
     return TrustParams(
@@ -56,6 +66,7 @@ def params_from(settings: Settings) -> TrustParams:
         half_life_days=settings.trust_half_life_days,
         requester_cap_min=settings.trust_requester_cap_min,
         requester_cap_share=settings.trust_requester_cap_share,
+        direct_call_weight=settings.trust_direct_call_weight,
     )
 
 
@@ -135,8 +146,13 @@ def counted_condition() -> Any:
 
 
 async def counted_outcomes(
-    session: AsyncSession, agent_ids: Sequence[uuid.UUID]
+    session: AsyncSession,
+    agent_ids: Sequence[uuid.UUID],
+    *,
+    direct_call_weight: float = formula.TrustParams.direct_call_weight,
 ) -> dict[uuid.UUID, list[Outcome]]:
+    """Each agent's counted outcomes: its counted contracts, then (unless
+    ``direct_call_weight`` is 0) its most recent counted direct calls, weighing that much."""
     rows = await session.execute(
         select(
             AgentMetric.agent_id,
@@ -168,7 +184,132 @@ async def counted_outcomes(
                 rating_weight=float(weight),
             )
         )
+    if direct_call_weight > 0:
+        for agent_id, calls in (await counted_direct_calls(session, agent_ids)).items():
+            outcomes[agent_id].extend(
+                Outcome(
+                    key=f"call:{call_id}",
+                    # The caller's owner, as a contract's requester: one owner's calls and
+                    # contracts share one requester cap.
+                    requester=str(caller_owner_id),
+                    at=started_at,
+                    success=outcome in CALL_SUCCESSES,
+                    on_time=outcome in CALL_SUCCESSES,
+                    validation_score=1.0 if outcome in CALL_SUCCESSES else 0.0,
+                    base_weight=direct_call_weight,
+                    direct_call=True,
+                )
+                for call_id, caller_owner_id, started_at, outcome in calls
+            )
     return outcomes
+
+
+def _call_between_affiliates(target: Any, caller_agent: Any) -> Any:
+    """True for a call whose caller shares an owner or an organization with the agent it
+    called, by the rules ``exclusion_reason`` applies to contracts. Never NULL (each
+    comparison of a nullable column is guarded), so its negation keeps unaffiliated calls."""
+    caller_owner = AgentCall.caller_owner_id
+    mine = aliased(OrgMembership)
+    theirs = aliased(OrgMembership)
+    return or_(
+        and_(caller_owner.is_not(None), caller_owner == target.owner_id),
+        and_(
+            AgentCall.caller_agent_id.is_not(None),
+            AgentCall.caller_agent_id == AgentCall.target_agent_id,
+        ),
+        and_(
+            caller_agent.organization_id.is_not(None),
+            target.organization_id.is_not(None),
+            caller_agent.organization_id == target.organization_id,
+        ),
+        exists().where(
+            mine.organization_id == caller_agent.organization_id,
+            mine.user_id == target.owner_id,
+        ),
+        select(mine.organization_id)
+        .join(theirs, theirs.organization_id == mine.organization_id)
+        .where(mine.user_id == caller_owner, theirs.user_id == target.owner_id)
+        .exists(),
+        exists().where(
+            mine.organization_id == target.organization_id,
+            mine.user_id == caller_owner,
+        ),
+    )
+
+
+async def counted_direct_calls(
+    session: AsyncSession, agent_ids: Sequence[uuid.UUID], *, limit: int = DIRECT_CALLS_PER_AGENT
+) -> dict[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID, datetime, str]]]:
+    """Each agent's ``limit`` most recent counted direct calls, newest first, as (call id,
+    caller's owner, started at, outcome), in one statement for all the agents.
+
+    A call counts when it ended in ``CALL_SUCCESSES`` or ``CALL_FAILURES`` and its caller has
+    a known owner unaffiliated with the agent (not its owner, not the agent itself, no shared
+    organization). The limit applies after these exclusions, so a flood of calls that do not
+    count cannot push out the ones that do.
+
+    PostgreSQL walks each agent's calls newest first down the (target, started_at) index and
+    stops at the limit (a LATERAL join), so an agent with a million calls costs what one
+    with ``limit`` does; SQLite, which has no LATERAL, numbers every counted call of the
+    agents with ``row_number()`` and keeps the first ``limit``.
+    """
+    if not agent_ids:
+        return {}
+    target = aliased(Agent)
+    caller_agent = aliased(Agent)
+    newest_first = (AgentCall.started_at.desc(), AgentCall.id.desc())
+    counted = (
+        select(
+            AgentCall.target_agent_id,
+            AgentCall.id,
+            AgentCall.caller_owner_id,
+            AgentCall.started_at,
+            AgentCall.outcome,
+        )
+        .join(target, target.id == AgentCall.target_agent_id)
+        .outerjoin(caller_agent, caller_agent.id == AgentCall.caller_agent_id)
+        .where(
+            AgentCall.outcome.in_(sorted(CALL_SUCCESSES | CALL_FAILURES)),
+            AgentCall.caller_owner_id.is_not(None),
+            ~_call_between_affiliates(target, caller_agent),
+        )
+    )
+    if dialect_name(session) == "postgresql":
+        per_agent = (
+            counted.where(AgentCall.target_agent_id == Agent.id)
+            .order_by(*newest_first)
+            .limit(limit)
+            .lateral()
+        )
+        query = (
+            select(*per_agent.c)
+            .select_from(Agent)
+            .join(per_agent, true())
+            .where(Agent.id.in_(agent_ids))
+            .order_by(
+                per_agent.c.target_agent_id,
+                *(c.desc() for c in (per_agent.c.started_at, per_agent.c.id)),
+            )
+        )
+    else:
+        ranked = (
+            counted.add_columns(
+                func.row_number()
+                .over(partition_by=AgentCall.target_agent_id, order_by=newest_first)
+                .label("recency")
+            )
+            .where(AgentCall.target_agent_id.in_(agent_ids))
+            .subquery()
+        )
+        query = (
+            select(*(c for c in ranked.c if c.name != "recency"))
+            .where(ranked.c.recency <= limit)
+            .order_by(ranked.c.target_agent_id, ranked.c.recency)
+        )
+    calls: dict[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID, datetime, str]]] = defaultdict(list)
+    for agent_id, call_id, caller_owner_id, started_at, outcome in await session.execute(query):
+        calls[agent_id].append((call_id, caller_owner_id, started_at, outcome))
+    return calls
 
 
 async def agents_on_probation(
@@ -301,7 +442,7 @@ async def recompute(
         return []
     previous = await _lock_scores(session, list(agents), now)
     ids = sorted(previous)
-    outcomes = await counted_outcomes(session, ids)
+    outcomes = await counted_outcomes(session, ids, direct_call_weight=params.direct_call_weight)
     probation = await agents_on_probation(session, ids)
     totals = {
         agent_id: (int(count), int(earned or 0))
@@ -464,8 +605,10 @@ async def recompute_all(
     now: datetime,
     agent_ids: Sequence[uuid.UUID] | None = None,
     chunk_size: int = 500,
+    notify: bool = False,
 ) -> int:
-    """Recompute every agent (or the given ones) in chunks, one transaction per chunk."""
+    """Recompute every agent (or the given ones) in chunks, one transaction per chunk;
+    ``notify`` sends each agent its ``trust.updated`` and badge events."""
     if agent_ids is None:
         async with database.read_sessions() as session:
             ids = list(await session.scalars(select(Agent.id).order_by(Agent.id)))
@@ -476,7 +619,7 @@ async def recompute_all(
         chunk = ids[start : start + chunk_size]
 
         async def work(session: AsyncSession, chunk: list[uuid.UUID] = chunk) -> int:
-            return len(await recompute(session, chunk, settings=settings, now=now, notify=False))
+            return len(await recompute(session, chunk, settings=settings, now=now, notify=notify))
 
         done += await in_transaction(database, work)
     return done
