@@ -52,3 +52,14 @@ def user_message(text: str) -> SendMessageRequest:
 
 async def collect(client: Client, text: str) -> list[StreamResponse]:
     return [event async for event in client.send_message(user_message(text))]
+
+
+async def calls_of(
+    client: httpx.AsyncClient, app: FastAPI, owner: TestUser, agent_id: str
+) -> list[dict[str, Any]]:
+    """The agent's call log, as its owner reads it, once every queued row is written."""
+    await app.state.a2a.recorder.drain()
+    response = await client.get(f"/api/v1/agents/{agent_id}/calls", headers=owner.headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items

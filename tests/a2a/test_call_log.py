@@ -18,7 +18,7 @@ from hermes_hub.a2a.router import _StreamEnd
 from hermes_hub.a2a.upstream import Upstream
 from hermes_hub.identity.acl import Caller
 from hermes_hub.kit.time import utcnow
-from tests.a2a.helpers import enroll_at
+from tests.a2a.helpers import calls_of, enroll_at
 from tests.a2a.stock_agent import stock_agent
 from tests.factories import register
 
@@ -39,14 +39,6 @@ def a_call(target: str | uuid.UUID, **fields: Any) -> CallRecord:
     return CallRecord(**values)
 
 
-async def logged(client: httpx.AsyncClient, app: FastAPI, owner, agent_id: str) -> list[dict]:
-    await app.state.a2a.recorder.drain()
-    response = await client.get(f"/api/v1/agents/{agent_id}/calls", headers=owner.headers)
-    assert response.status_code == 200, response.text
-    items: list[dict] = response.json()["items"]
-    return items
-
-
 async def an_agent(client: httpx.AsyncClient, owner) -> str:
     async with stock_agent() as upstream:
         agent = await enroll_at(client, owner, upstream.base_url)
@@ -65,13 +57,13 @@ async def test_a_row_for_a_deleted_agent_is_dropped_and_the_rest_written(
     recorder.record(a_call(agent_id, method="SendMessage"))
     recorder.record(a_call(uuid.uuid4()))  # its target is gone: a foreign key violation
     recorder.record(a_call(agent_id, method="GetTask"))
-    assert {c["method"] for c in await logged(client, app, owner, agent_id)} == {
+    assert {c["method"] for c in await calls_of(client, app, owner, agent_id)} == {
         "SendMessage",
         "GetTask",
     }
     # Nothing is left queued to block later batches.
     recorder.record(a_call(agent_id, method="CancelTask"))
-    assert len(await logged(client, app, owner, agent_id)) == 3
+    assert len(await calls_of(client, app, owner, agent_id)) == 3
 
 
 async def test_a_duplicate_row_is_dropped_once_written(
@@ -85,7 +77,7 @@ async def test_a_duplicate_row_is_dropped_once_written(
     await recorder.drain()
     recorder.record(first)
     recorder.record(a_call(agent_id, method="GetTask"))
-    rows = await logged(client, app, owner, agent_id)
+    rows = await calls_of(client, app, owner, agent_id)
     assert sorted(c["method"] for c in rows) == ["GetTask", "SendMessage"]
 
 
@@ -98,7 +90,7 @@ async def test_a_task_owner_for_a_deleted_agent_is_dropped(
     recorder.remember_task(uuid.uuid4(), "t-gone", "user:x")
     recorder.remember_task(uuid.UUID(agent_id), "t-kept", "user:y")
     recorder.record(a_call(agent_id))
-    assert len(await logged(client, app, owner, agent_id)) == 1
+    assert len(await calls_of(client, app, owner, agent_id)) == 1
     fresh = CallRecorder(app.state.database)  # reads the table, not this worker's memory
     assert await fresh.task_owner(uuid.UUID(agent_id), "t-kept") == "user:y"
 
@@ -137,7 +129,7 @@ async def test_rows_wait_out_a_transient_failure(
     assert outage.attempts >= 2
     outage.over = True
     recorder.record(a_call(agent_id, method="GetTask"))
-    assert sorted(c["method"] for c in await logged(client, app, owner, agent_id)) == [
+    assert sorted(c["method"] for c in await calls_of(client, app, owner, agent_id)) == [
         "GetTask",
         "SendMessage",
     ]
@@ -159,7 +151,7 @@ async def test_the_queue_is_bounded_while_the_database_is_away(
         recorder.record(a_call(agent_id, method=f"later-{index}"))
     await recorder.flush()
     outage.over = True
-    methods = sorted(c["method"] for c in await logged(client, app, owner, agent_id))
+    methods = sorted(c["method"] for c in await calls_of(client, app, owner, agent_id))
     # The oldest rows are kept; what came in over the bound was dropped.
     assert methods == ["first-0", "first-1", "later-0"]
 
@@ -196,7 +188,7 @@ async def test_invalid_requests_are_logged_as_the_callers_fault(
     for response in sent:
         assert response.status_code == 200, response.text
         assert "error" in response.json(), response.text
-    rows = await logged(client, app, owner, agent.id)
+    rows = await calls_of(client, app, owner, agent.id)
     assert sorted(row["method"] for row in rows) == sorted(
         ["unknown", "NoSuchMethod", "SendMessage", "ListTasks"]
     )

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from hermes_hub.events.models import Event
 from hermes_hub.kit import safe_http
 from hermes_hub.sdk.keys import public_key_b64
-from tests.a2a.helpers import enroll_at, hub_http, stock_client, user_message
+from tests.a2a.helpers import calls_of, enroll_at, hub_http, stock_client, user_message
 from tests.a2a.scripted import card_json, json_response, scripted_agent, sse_then_drop
 from tests.a2a.stock_agent import Behaviour, stock_agent
 from tests.factories import assert_problem, enroll, register
@@ -30,14 +30,6 @@ EXECUTE = "/api/v1/agents/execute"
 
 async def refresh(client: httpx.AsyncClient, owner, agent_id: str) -> httpx.Response:
     return await client.post(f"/api/v1/agents/{agent_id}/card/refresh", headers=owner.headers)
-
-
-async def calls_of(client: httpx.AsyncClient, app: FastAPI, owner, agent_id: str) -> list[dict]:
-    await app.state.a2a.recorder.drain()
-    response = await client.get(f"/api/v1/agents/{agent_id}/calls", headers=owner.headers)
-    assert response.status_code == 200, response.text
-    items: list[dict] = response.json()["items"]
-    return items
 
 
 # ---- endpoints the hub refuses to call ----

@@ -229,15 +229,17 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, stderr_path:
     pytest.fail(f"'hermes serve' did not answer /healthz within {SERVER_START_TIMEOUT:.0f} s")
 
 
-@pytest.fixture(scope="module")
-def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """``hermes db upgrade`` then ``hermes serve`` on SQLite, as a new user would run them."""
-    root = tmp_path_factory.mktemp("live-hub")
+def serve_hub(root: Path, **settings: str) -> Iterator[LiveHub]:
+    """``hermes db upgrade`` then ``hermes serve`` on SQLite under ``root``, as a new user
+    would run them, with these extra ``HERMES_*`` settings; stopped when the caller is done.
+    ``HERMES_PUBLIC_URL`` is the address it is served at, unless given."""
     data_dir = root / "data"
-    env = clean_environ(data_dir)
+    env = clean_environ(data_dir, **settings)
     upgraded = run_hermes("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env.setdefault("HERMES_PUBLIC_URL", url)
     stdout_path, stderr_path = root / "serve.stdout", root / "serve.stderr"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603 - fixed executable, argument list, no shell
@@ -247,7 +249,6 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
             stdout=stdout,
             stderr=stderr,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(process, url, stderr_path)
         yield LiveHub(url=url, process=process, stderr_path=stderr_path, env=env, data_dir=data_dir)
@@ -258,3 +259,9 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    """A hub serving with the default settings."""
+    yield from serve_hub(tmp_path_factory.mktemp("live-hub"))

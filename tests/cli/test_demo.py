@@ -17,12 +17,10 @@ from hermes_hub.cli.demo.local_hub import hub_environment
 from hermes_hub.sdk.agent import Contract
 from tests.cli.conftest import (
     LiveHub,
-    _wait_until_healthy,
     assert_one_line_error,
     clean_environ,
-    free_port,
-    hermes_command,
     run_hermes,
+    serve_hub,
 )
 from tests.conftest import GENEROUS_LIMIT
 
@@ -123,36 +121,17 @@ def test_the_a2a_story_calls_through_the_hub_with_a_stock_client(tmp_path: Path)
 
 
 def _serve(root: Path, register_limit: str) -> Iterator[LiveHub]:
-    env = clean_environ(
-        root / "data",
+    """A hub already serving, that may call agents on 127.0.0.1, as ``--hub`` needs."""
+    yield from serve_hub(
+        root,
         HERMES_ALLOW_PRIVATE_ENDPOINTS="1",
         HERMES_RATE_LIMIT_REGISTER=register_limit,
         HERMES_RATE_LIMIT_LOGIN=GENEROUS_LIMIT,
     )
-    assert run_hermes("db", "upgrade", env=env).returncode == 0
-    port = free_port()
-    env["HERMES_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    stderr_path = root / "serve.stderr"
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(  # noqa: S603 - fixed executable, argument list, no shell
-            [*hermes_command(), "serve", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(process, url, stderr_path)
-        yield LiveHub(url=url, process=process, stderr_path=stderr_path, env=env, data_dir=root)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def open_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """A hub already serving, that may call agents on 127.0.0.1, as ``--hub`` needs."""
     yield from _serve(tmp_path_factory.mktemp("demo-hub"), GENEROUS_LIMIT)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import json
 import stat
-import subprocess
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -28,12 +27,9 @@ from hermes_hub.sdk import Agent, Bid, Contract
 from tests.cli.conftest import (
     CliRunnerInvoke,
     LiveHub,
-    _wait_until_healthy,
     assert_one_line_error,
-    clean_environ,
-    free_port,
-    hermes_command,
     run_hermes,
+    serve_hub,
 )
 from tests.conftest import GENEROUS_LIMIT
 from tests.factories import PASSWORD
@@ -41,39 +37,14 @@ from tests.factories import PASSWORD
 
 @pytest.fixture(scope="module")
 def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """``hermes serve`` on a migrated SQLite database, as in conftest, but with rate limits
-    these tests cannot reach: they register and log in more users in a few seconds than the
-    defaults (10 registrations an hour) allow."""
-    root = tmp_path_factory.mktemp("hub-commands")
-    env = clean_environ(
-        root / "data",
+    """A hub serving with rate limits these tests cannot reach: they register and log in
+    more users in a few seconds than the defaults (10 registrations an hour) allow."""
+    yield from serve_hub(
+        tmp_path_factory.mktemp("hub-commands"),
         HERMES_RATE_LIMIT_LOGIN=GENEROUS_LIMIT,
         HERMES_RATE_LIMIT_REGISTER=GENEROUS_LIMIT,
         HERMES_RATE_LIMIT_ENROLL=GENEROUS_LIMIT,
     )
-    upgraded = run_hermes("db", "upgrade", env=env)
-    assert upgraded.returncode == 0, upgraded.stderr
-    port = free_port()
-    stderr_path = root / "serve.stderr"
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(  # noqa: S603 - fixed executable, argument list, no shell
-            [*hermes_command(), "serve", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(process, url, stderr_path)
-        yield LiveHub(url=url, process=process, stderr_path=stderr_path, env=env, data_dir=root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from hermes_hub.cli.demo.cast import Translator
 from hermes_hub.cli.demo.narration import Narrator, escape
 from hermes_hub.cli.demo.people import Person, sign_up
-from hermes_hub.cli.demo.stage import close_all, running
+from hermes_hub.cli.demo.stage import running
 from hermes_hub.cli.output import CliError
 from hermes_hub.sdk import HermesError
 
@@ -59,15 +59,7 @@ def _answer(events: list[StreamResponse]) -> str:
     return "(no text in the answer)"
 
 
-async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
-    people: list[Person] = []
-    try:
-        await _tell(hub_url, folder, narrator, people)
-    finally:
-        await close_all(people)
-
-
-async def _tell(hub_url: str, folder: Path, narrator: Narrator, people: list[Person]) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator, people: list[Person]) -> None:
     narrator.chapter("An SDK agent enrolls with its own A2A server")
     owner = await sign_up(hub_url, "Owner")
     you = await sign_up(hub_url, "You")

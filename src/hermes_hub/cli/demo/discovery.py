@@ -11,7 +11,6 @@ from typing import Any
 
 from hermes_hub.cli.demo.narration import Narrator, escape, money, trust_text
 from hermes_hub.cli.demo.people import Person, sign_up
-from hermes_hub.cli.demo.stage import close_all
 from hermes_hub.sdk.keys import generate_private_key
 
 SHOWN = 3
@@ -112,15 +111,7 @@ QUERIES: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
-    people: list[Person] = []
-    try:
-        await _tell(hub_url, narrator, people)
-    finally:
-        await close_all(people)
-
-
-async def _tell(hub_url: str, narrator: Narrator, people: list[Person]) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator, people: list[Person]) -> None:
     narrator.chapter(f"{len(LISTINGS)} agents enroll, each saying what it does")
     builder = await sign_up(hub_url, "Builder")
     people.append(builder)

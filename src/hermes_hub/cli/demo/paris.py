@@ -23,7 +23,7 @@ from typing import Any
 from hermes_hub.cli.demo.cast import TRAVEL, TravelAgent, travel_agents
 from hermes_hub.cli.demo.narration import Narrator, escape, money, percent, trust_text
 from hermes_hub.cli.demo.people import Inbox, Person, buy_credits, sign_up
-from hermes_hub.cli.demo.stage import close_all, running
+from hermes_hub.cli.demo.stage import running
 from hermes_hub.sdk.agent import AgentHandle
 
 INTENT = "Book me a flight to Paris next week"
@@ -179,15 +179,7 @@ async def earlier_week(
 # ---- the story ----
 
 
-async def story(hub_url: str, folder: Path, narrator: Narrator) -> None:
-    people: list[Person] = []
-    try:
-        await _tell(hub_url, folder, narrator, people)
-    finally:
-        await close_all(people)
-
-
-async def _tell(hub_url: str, folder: Path, narrator: Narrator, people: list[Person]) -> None:
+async def story(hub_url: str, folder: Path, narrator: Narrator, people: list[Person]) -> None:
     narrator.chapter("Three flight-booking agents enroll")
     developer = await sign_up(hub_url, "Dev")
     people.append(developer)

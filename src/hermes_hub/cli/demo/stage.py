@@ -24,8 +24,9 @@ HINTS = {
     429: "each demo signs up 3 to 5 new accounts, and the hub limits sign-ups per client "
     "(HERMES_RATE_LIMIT_REGISTER, 10 an hour by default)",
 }
-# A demo's story: given the hub's URL, a folder of its own and the narrator, tell it.
-Story = Callable[[str, Path, Narrator], Coroutine[Any, Any, None]]
+# A demo's story: given the hub's URL, a folder of its own and the narrator, tell it; each
+# account it signs up goes into the list, whose clients the stage closes afterwards.
+Story = Callable[[str, Path, Narrator, list[Person]], Coroutine[Any, Any, None]]
 PRIVATE_ENDPOINT_HINT = (
     "the demo's agents listen on 127.0.0.1, so the hub must run on this machine with "
     "HERMES_ALLOW_PRIVATE_ENDPOINTS=1 (or run the demo without --hub)"
@@ -95,7 +96,7 @@ def _play(
 ) -> None:
     with _agent_logs(folder / "agents.log"):
         try:
-            asyncio.run(story(url, folder, narrator))
+            asyncio.run(_told(story, url, folder, narrator))
         except HermesError as exc:
             hint = f": {HINTS[exc.status]}" if exc.status in HINTS else ""
             if exc.code == "endpoint_not_allowed":
@@ -107,6 +108,15 @@ def _play(
             raise CliError(
                 f"the demo waited too long for the hub; the agents' log is {folder / 'agents.log'}"
             ) from exc
+
+
+async def _told(story: Story, url: str, folder: Path, narrator: Narrator) -> None:
+    people: list[Person] = []
+    try:
+        await story(url, folder, narrator, people)
+    finally:
+        for person in people:
+            await person.client.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -125,9 +135,4 @@ async def running(
         yield handles
 
 
-async def close_all(people: Sequence[Person]) -> None:
-    for person in people:
-        await person.client.aclose()
-
-
-__all__ = ["close_all", "running", "stage"]
+__all__ = ["Story", "running", "stage"]
