@@ -1,5 +1,5 @@
-"""A throwaway hub for the demos: a fresh SQLite database in a temporary folder, served by
-``hermes serve`` in a child process on a free loopback port, removed when the demo ends.
+"""A throwaway hub for the demos: a fresh SQLite database in a folder of the demo's, served by
+``hermes serve`` in a child process on a free loopback port, stopped when the demo ends.
 
 A child process rather than a server in this process: the demo's agents and its narration
 share this process's event loop, and the hub must be exactly what ``hermes serve`` runs.
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,37 +97,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def local_hub(*, keep: Path | None = None) -> Iterator[str]:
-    """Migrate a new SQLite database and serve it; yields the hub's URL. With ``keep`` the
-    hub's folder (database, log, secret) is that folder and stays after the demo."""
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        if any(keep.iterdir()):
-            raise CliError(f"--keep needs an empty or new folder: {keep} has files in it")
-    folder = keep or Path(tempfile.mkdtemp(prefix="hermes-demo-"))
+def local_hub(folder: Path) -> Iterator[str]:
+    """Migrate a new SQLite database in ``folder`` (created) and serve it; yields the hub's
+    URL. The folder (database, log, secret) is the caller's to keep or remove."""
+    folder.mkdir(parents=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     environment = hub_environment(folder, port)
     log = folder / "hub.log"
+    with log.open("wb") as output:
+        migrated = subprocess.run(  # noqa: S603 - this installation's hermes, no shell
+            _hermes("db", "upgrade"),
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        if migrated.returncode != 0:
+            raise CliError(f"could not create the demo database:\n{_tail(log)}")
+        process = subprocess.Popen(  # noqa: S603 - as above
+            _hermes("serve"), env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
     try:
-        with log.open("wb") as output:
-            migrated = subprocess.run(  # noqa: S603 - this installation's hermes, no shell
-                _hermes("db", "upgrade"),
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-            if migrated.returncode != 0:
-                raise CliError(f"could not create the demo database:\n{_tail(log)}")
-            process = subprocess.Popen(  # noqa: S603 - as above
-                _hermes("serve"), env=environment, stdout=output, stderr=subprocess.STDOUT
-            )
-        try:
-            _wait_until_ready(url, process, log)
-            yield url
-        finally:
-            _stop(process)
+        _wait_until_ready(url, process, log)
+        yield url
     finally:
-        if keep is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        _stop(process)

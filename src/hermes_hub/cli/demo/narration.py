@@ -13,8 +13,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
+
+from hermes_hub.cli.output import cells, table
 
 PIPED_WIDTH = 120
 
@@ -61,13 +62,12 @@ class Narrator:
         self.console.print(f"[dim]{markup}[/dim]")
 
     def table(self, title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-        """A table whose column names ending in ``>`` are right-aligned numbers."""
-        result = Table(title=Text(title), title_justify="left", title_style="bold")
-        for column in columns:
-            numeric = column.endswith(">")
-            result.add_column(column.rstrip(">"), justify="right" if numeric else "left")
+        """A table as the CLI draws them (column names ending in ``>`` are right-aligned
+        numbers), every cell plain text."""
+        result = table(title, *columns)
+        result.title_style = "bold"
         for row in rows:
-            result.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
+            result.add_row(*cells(*row))
         self.console.print(result)
 
 

@@ -90,10 +90,6 @@ async def standing(viewer: Person, agent_id: str) -> Standing:
     return Standing.of(await viewer.client.reputation(agent_id))
 
 
-def _moment(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 # ---- the earlier week ----
 
 
@@ -282,9 +278,7 @@ async def _auction(
 
     narrator.chapter(f"Bids arrive (bidding is open for {BIDDING_SECONDS} s)")
     while True:
-        event = await inbox.next(
-            contract_id, ("contract.bid", "contract.awarded", "contract.expired")
-        )
+        event = await inbox.next(contract_id, BIDDING_EVENTS)
         if event["type"] != "contract.bid":
             break
         bid = event["data"]["bid"]
@@ -357,7 +351,10 @@ async def _auction(
         narrator.say(f"No delivery: {escape(str(ending['data'].get('reason')))}")
         return
     delivered = await you.client.get_contract(contract_id)
-    took = (_moment(delivered["delivered_at"]) - _moment(delivered["awarded_at"])).total_seconds()
+    took = (
+        datetime.fromisoformat(delivered["delivered_at"])
+        - datetime.fromisoformat(delivered["awarded_at"])
+    ).total_seconds()
     promised = int(delivered["promised_eta_seconds"])
     pace = "faster than promised!" if took <= promised else "later than promised"
     narrator.say(f"Delivered in {took:.1f} s against a promised {promised} s: {pace}")
@@ -369,7 +366,6 @@ async def _auction(
     )
 
     narrator.chapter("You accept the work: settlement")
-    winner_agent = handles[winner].agent_id if winner in handles else winner_id
     settled = await you.client.settle(
         contract_id, 0.95, rating=5, comment="Great fare, and booked in seconds."
     )
@@ -390,7 +386,7 @@ async def _auction(
     narrator.say("Metric recorded: success, on time. The trust score is recomputed at once.")
 
     narrator.chapter("Trust, badges and balances")
-    after = await standing(you, winner_agent)
+    after = await standing(you, winner_id)
     earlier = before.get(winner)
     if earlier is not None:
         direction = (

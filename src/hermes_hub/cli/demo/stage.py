@@ -53,15 +53,19 @@ def _agent_logs(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _folder(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep
+    """The demo's own folder: ``keep`` (new or empty, left in place), else a temporary one
+    removed afterwards."""
+    if keep is None:
+        folder = Path(tempfile.mkdtemp(prefix="hermes-demo-"))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return
-    folder = Path(tempfile.mkdtemp(prefix="hermes-demo-agents-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise CliError(f"--keep needs an empty or new folder: {keep} has files in it")
+    yield keep
 
 
 def stage(
@@ -71,21 +75,23 @@ def stage(
     keep: Path | None,
     narrator: Narrator | None = None,
 ) -> None:
-    """Run ``story(hub_url, folder, narrator)`` against ``hub`` or a throwaway hub. With
-    ``keep``, the hub's database and the agents' keys and logs stay in that folder."""
+    """Run ``story`` against ``hub`` or a throwaway hub. With ``keep``, the hub's database
+    (``hub/``) and the agents' keys and logs (``agents/``) stay in that folder."""
     narrator = narrator or Narrator()
-    if hub is not None:
-        narrator.note(
-            f"Using the hub at {escape(hub)}: the demo's accounts and agents stay on it afterwards."
-        )
-        with _folder(keep) as folder:
-            _play(story, hub, folder, narrator)
-        return
-    narrator.note("Starting a hub of its own on a new SQLite database (hermes serve)...")
-    hub_folder = keep / "hub" if keep is not None else None
-    with local_hub(keep=hub_folder) as url, _folder(keep / "agents" if keep else None) as folder:
-        narrator.note(f"The hub is up at {escape(url)} (API docs: {escape(url)}/docs).")
-        _play(story, url, folder, narrator)
+    with _folder(keep) as root:
+        agents = root / "agents"
+        agents.mkdir()
+        if hub is not None:
+            narrator.note(
+                f"Using the hub at {escape(hub)}: the demo's accounts and agents stay on it "
+                "afterwards."
+            )
+            _play(story, hub, agents, narrator)
+            return
+        narrator.note("Starting a hub of its own on a new SQLite database (hermes serve)...")
+        with local_hub(root / "hub") as url:
+            narrator.note(f"The hub is up at {escape(url)} (API docs: {escape(url)}/docs).")
+            _play(story, url, agents, narrator)
 
 
 def _play(
